@@ -1,0 +1,229 @@
+//! The command line: clap definitions, opening files, choosing output, exit codes.
+//! Everything else lives in the library modules; this one only wires them.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::diag::{self, RenderOptions, SourceFile};
+use crate::model::{PrintOptions, SavePrinter};
+
+/// Exit codes (documented in `--help` and the README).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A check failed (expectation, lint error, property falsified).
+    pub const FAILED: u8 = 1;
+    /// Invalid input or usage.
+    pub const INVALID: u8 = 2;
+    /// Unknown (solver gave up), with the reason.
+    pub const UNKNOWN: u8 = 3;
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  fwverify check rules.v4                       validate a ruleset like iptables-restore --test
+  fwverify fmt rules.v4                         print it as iptables-save would after loading
+  fwverify graph rules.v4 | dot -Tsvg > g.svg   draw the chain graph
+  fwverify check rules.v4 --scenario scenarios/portscan.csv
+
+Exit status: 0 success, 1 a check failed, 2 invalid input or usage, 3 unknown.";
+
+/// fwverify: a simulator and verifier for iptables rulesets.
+#[derive(Parser, Debug)]
+#[command(name = "fwverify", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// When to use colour and Unicode in diagnostics.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Colour choice.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Color {
+    /// Colour when stderr is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a ruleset (and replay scenarios through it)
+    #[command(
+        after_help = "Examples:\n  fwverify check rules.v4\n  fwverify check rules.v4 --scenario scenarios/portscan.csv"
+    )]
+    Check {
+        /// The iptables-save file.
+        rules: PathBuf,
+        /// Packet traces to replay (CSV or pcap).
+        #[arg(long)]
+        scenario: Vec<PathBuf>,
+    },
+    /// Report suspicious constructs (shadowed rules, knock ordering, …)
+    Lint {
+        /// The iptables-save file.
+        rules: PathBuf,
+    },
+    /// Print a ruleset canonically, exactly as iptables-save would after loading it
+    #[command(after_help = "Examples:\n  fwverify fmt rules.v4\n  fwverify fmt --counters rules.v4 > canonical.v4")]
+    Fmt {
+        /// The iptables-save file.
+        rules: PathBuf,
+        /// Print counters, like `iptables-save -c` after `iptables-restore -c`.
+        #[arg(long, short = 'c')]
+        counters: bool,
+    },
+    /// Print the chain graph as Graphviz DOT
+    #[command(after_help = "Example:\n  fwverify graph rules.v4 | dot -Tsvg > chains.svg")]
+    Graph {
+        /// The iptables-save file.
+        rules: PathBuf,
+    },
+    /// Compare two rulesets semantically
+    Diff {
+        /// The old ruleset.
+        old: PathBuf,
+        /// The new ruleset.
+        new: PathBuf,
+    },
+    /// Plot blacklist growth and verdicts over time
+    Plot {
+        /// The iptables-save file.
+        rules: PathBuf,
+        /// Scenario to replay.
+        #[arg(long)]
+        scenario: Vec<PathBuf>,
+    },
+    /// Generate packet scenarios (scans, floods, knocks)
+    Gen {
+        /// What to generate.
+        kind: String,
+    },
+    /// Print shell completions
+    #[command(after_help = "Example:\n  fwverify completions bash > /etc/bash_completion.d/fwverify")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::INVALID } else { exit::OK });
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if io.kind() == io::ErrorKind::BrokenPipe {
+                    return ExitCode::from(exit::OK);
+                }
+            }
+            eprintln!("fwverify: {e:#}");
+            ExitCode::from(exit::INVALID)
+        }
+    }
+}
+
+fn fancy(color: Color) -> bool {
+    match color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// Reads and loads a ruleset, printing its diagnostics to stderr. `None` when it has errors.
+fn load_file(path: &Path, color: Color) -> anyhow::Result<Option<(SourceFile, crate::Parsed)>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = e.utf8_error().valid_up_to();
+            let b = e.into_bytes();
+            let line = b[..good].iter().filter(|&&c| c == b'\n').count() + 1;
+            let col = good - b[..good].iter().rposition(|&c| c == b'\n').map(|p| p + 1).unwrap_or(0) + 1;
+            anyhow::bail!("{}:{line}:{col}: file is not valid UTF-8", path.display());
+        }
+    };
+    let file = SourceFile::new(path.display().to_string(), text);
+    let parsed = crate::load(file.text());
+    if !parsed.diagnostics.is_empty() {
+        let out = diag::render(&parsed.diagnostics, &file, RenderOptions { fancy: fancy(color) }, 50);
+        eprint!("{out}");
+    }
+    if parsed.has_errors() {
+        let n = parsed.diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!(
+            "fwverify: {}: {n} error{}; iptables-restore would not load this file",
+            file.name(),
+            if n == 1 { "" } else { "s" }
+        );
+        return Ok(None);
+    }
+    Ok(Some((file, parsed)))
+}
+
+fn not_yet(what: &str, issue: u32) -> anyhow::Result<u8> {
+    eprintln!("fwverify: `{what}` is not available yet (planned in issue #{issue})");
+    Ok(exit::INVALID)
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let color = cli.color;
+    let mut stdout = io::stdout().lock();
+    match cli.command {
+        Command::Check { rules, scenario } => {
+            let Some((file, parsed)) = load_file(&rules, color)? else { return Ok(exit::INVALID) };
+            if !scenario.is_empty() {
+                return not_yet("check --scenario", 3);
+            }
+            let rs = &parsed.ruleset;
+            let chains: usize = rs.tables.iter().map(|t| t.chains.len()).sum();
+            let warnings = parsed.diagnostics.len();
+            writeln!(
+                stdout,
+                "{}: ok: {} table{}, {chains} chains, {} rules, {warnings} warning{}",
+                file.name(),
+                rs.tables.len(),
+                if rs.tables.len() == 1 { "" } else { "s" },
+                rs.rule_count(),
+                if warnings == 1 { "" } else { "s" }
+            )?;
+            Ok(exit::OK)
+        }
+        Command::Fmt { rules, counters } => {
+            let Some((_, parsed)) = load_file(&rules, color)? else { return Ok(exit::INVALID) };
+            write!(stdout, "{}", SavePrinter { ruleset: &parsed.ruleset, options: PrintOptions { counters } })?;
+            Ok(exit::OK)
+        }
+        Command::Graph { rules } => {
+            let Some((_, parsed)) = load_file(&rules, color)? else { return Ok(exit::INVALID) };
+            write!(stdout, "{}", crate::graph::ChainGraph::build(&parsed.ruleset).to_dot())?;
+            Ok(exit::OK)
+        }
+        Command::Lint { .. } => not_yet("lint", 4),
+        Command::Diff { .. } => not_yet("diff", 4),
+        Command::Plot { .. } => not_yet("plot", 3),
+        Command::Gen { .. } => not_yet("gen", 3),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "fwverify", &mut stdout);
+            Ok(exit::OK)
+        }
+    }
+}

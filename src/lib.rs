@@ -1,0 +1,33 @@
+//! fwverify reads Linux `iptables-save` rulesets into a typed model and a chain graph,
+//! so that they can be checked, printed canonically, simulated and verified.
+//!
+//! Brief overview: [`load`] parses text into a [`model::Ruleset`] plus diagnostics,
+//! [`graph::ChainGraph`] describes the jumps between chains.
+//!
+//! ```
+//! let parsed = fwverify::load("*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n");
+//! assert!(!parsed.has_errors());
+//! let printed = fwverify::model::SavePrinter { ruleset: &parsed.ruleset, options: Default::default() }.to_string();
+//! assert!(printed.contains("-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT"));
+//! ```
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod diag;
+pub mod graph;
+pub mod model;
+pub mod parse;
+
+pub use parse::Parsed;
+
+/// Parses a ruleset and runs every load-time check, including those that need the chain
+/// graph (loops reachable from built-in chains).
+pub fn load(text: &str) -> Parsed {
+    let mut parsed = parse::parse(text);
+    let loops = graph::ChainGraph::build(&parsed.ruleset).loop_errors();
+    if !loops.is_empty() {
+        parsed.diagnostics.extend(loops);
+        parsed.diagnostics.sort_by_key(|d| d.span.map(|s| (s.start, s.end)).unwrap_or((u32::MAX, 0)));
+    }
+    parsed
+}
