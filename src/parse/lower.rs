@@ -26,7 +26,8 @@ pub(super) struct Lowerer<'t> {
 }
 
 pub(super) fn lower_file(file: Pair<'_, G>, text: &str, diags: &mut Vec<Diagnostic>) -> Ruleset {
-    let mut l = Lowerer { text, diags, tables: Vec::new(), current: None, family: None, crlf_reported: false };
+    let family = guess_family(text);
+    let mut l = Lowerer { text, diags, tables: Vec::new(), current: None, family, crlf_reported: false };
     let mut line_no = 0u32;
     for pair in file.into_inner() {
         match pair.as_rule() {
@@ -66,6 +67,37 @@ pub(super) fn lower_file(file: Pair<'_, G>, text: &str, diags: &mut Vec<Diagnost
         );
     }
     Ruleset { family: l.family, tables: l.tables }
+}
+
+/// Decides the family before lowering, since defaults (recent masks, REJECT types) depend
+/// on it: IPv6 when an address option holds an IPv6 address or an ip6tables-only module
+/// or protocol appears.
+fn guess_family(text: &str) -> Option<Family> {
+    for line in text.lines() {
+        if !(line.starts_with("-A") || line.starts_with('[') || line.starts_with("-I")) {
+            continue;
+        }
+        let mut words = line.split_ascii_whitespace();
+        while let Some(w) = words.next() {
+            match w {
+                "-s" | "-d" | "--source" | "--destination" | "--src" | "--dst" => {
+                    if let Some(v) = words.next() {
+                        if v.contains(':') {
+                            return Some(Family::V6);
+                        }
+                        if v.contains('.') {
+                            return Some(Family::V4);
+                        }
+                    }
+                }
+                "icmp6" | "ipv6-icmp" | "icmpv6" | "--icmpv6-type" | "hl" | "ipv6header" | "icmp6-port-unreachable"
+                | "icmp6-adm-prohibited" => return Some(Family::V6),
+                "--icmp-type" => return Some(Family::V4),
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 fn span_of(p: &Pair<'_, G>, line: u32) -> Span {

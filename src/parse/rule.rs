@@ -187,7 +187,11 @@ impl State<'_> {
                 };
                 match self.resolve_long(n, tok)? {
                     Some(r) => (r, n.to_string(), v.map(|v| v.to_string())),
-                    None => continue, // an implicit module was loaded; read the word again
+                    None => {
+                        // An implicit protocol module was loaded; read the word again.
+                        self.i -= 1;
+                        continue;
+                    }
                 }
             } else {
                 let c = text[1..].chars().next().unwrap_or('-');
