@@ -55,6 +55,64 @@ pub enum Color {
     Never,
 }
 
+/// Output formats of `check`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A table of every packet, then a summary.
+    Text,
+    /// Only the summary and the failed expectations.
+    Summary,
+    /// The JSON document described in the README.
+    Json,
+}
+
+/// How the simulated host is set up.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimArgs {
+    /// The host's addresses (comma-separated). Without it every destination is the host's.
+    #[arg(long, value_delimiter = ',')]
+    pub host: Vec<std::net::IpAddr>,
+    /// Open sockets, e.g. `tcp:22,tcp:80,udp:53`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_listen)]
+    pub listen: Vec<(u8, u16)>,
+    /// Forward packets that are not for the host (ip_forward=1).
+    #[arg(long)]
+    pub forward: bool,
+    /// Kernel timer frequency.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(24..=10000))]
+    pub hz: u32,
+    /// xt_recent's ip_list_tot (entries per recent table).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ip_list_tot: u32,
+    /// xt_recent's ip_pkt_list_tot (0 = unset).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65535))]
+    pub ip_pkt_list_tot: u32,
+}
+
+fn parse_listen(s: &str) -> Result<(u8, u16), String> {
+    let (p, port) = s.split_once(':').ok_or_else(|| format!("`{s}`: write PROTO:PORT, e.g. tcp:22"))?;
+    let p = match p.to_ascii_lowercase().as_str() {
+        "tcp" => 6,
+        "udp" => 17,
+        _ => return Err(format!("`{s}`: protocol must be tcp or udp")),
+    };
+    let port = port.parse::<u16>().map_err(|_| format!("`{s}`: port must be 0-65535"))?;
+    Ok((p, port))
+}
+
+impl SimArgs {
+    fn config(&self) -> crate::sim::SimConfig {
+        crate::sim::SimConfig {
+            hz: self.hz,
+            ip_list_tot: self.ip_list_tot as usize,
+            ip_pkt_list_tot: self.ip_pkt_list_tot,
+            hosts: self.host.clone(),
+            listen: self.listen.clone(),
+            forward: self.forward,
+        }
+    }
+}
+
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -65,9 +123,15 @@ pub enum Command {
     Check {
         /// The iptables-save file.
         rules: PathBuf,
-        /// Packet traces to replay (CSV or pcap).
+        /// Packet traces to replay (scenario CSV); may be given several times.
         #[arg(long)]
         scenario: Vec<PathBuf>,
+        /// Simulation options.
+        #[command(flatten)]
+        sim: SimArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Report suspicious constructs (shadowed rules, knock ordering, …)
     Lint {
@@ -184,14 +248,78 @@ fn not_yet(what: &str, issue: u32) -> anyhow::Result<u8> {
     Ok(exit::INVALID)
 }
 
+fn check_scenarios(
+    file: &SourceFile,
+    parsed: &crate::Parsed,
+    scenarios: &[PathBuf],
+    sim: &SimArgs,
+    format: Format,
+    stdout: &mut impl Write,
+) -> anyhow::Result<u8> {
+    use crate::check::replay;
+    use crate::report::{JsonReport, TextReport};
+    let mut failed = false;
+    let mut json = (format == Format::Json).then(|| JsonReport::new(io::BufWriter::new(&mut *stdout)));
+    if let Some(j) = json.as_mut() {
+        j.begin()?;
+    }
+    let mut text_out = io::BufWriter::new(io::stdout());
+    for path in scenarios {
+        let mut engine = match crate::sim::Engine::new(&parsed.ruleset, sim.config(), crate::sim::Ifaces::default()) {
+            Ok(e) => e,
+            Err(errs) => {
+                for e in &errs {
+                    eprintln!("fwverify: {}: cannot simulate {}", file.location(e.span), e.what);
+                    eprintln!("  {}", file.line_text(e.span.line as usize));
+                }
+                eprintln!(
+                    "fwverify: {} rule(s) use features the simulator does not model; no verdicts were computed",
+                    errs.len()
+                );
+                return Ok(exit::INVALID);
+            }
+        };
+        let name = path.display().to_string();
+        let input = std::fs::File::open(path).with_context(|| format!("reading {name}"))?;
+        let mut trace = crate::trace::csv::CsvTrace::new(&name, io::BufReader::new(input))?;
+        let summary = match json.as_mut() {
+            Some(j) => {
+                j.scenario(&name)?;
+                replay(&mut engine, &mut trace, j)
+            }
+            None => {
+                let mut t = TextReport::new(&mut text_out, file, &name, format == Format::Text);
+                replay(&mut engine, &mut trace, &mut t)
+            }
+        };
+        let summary = match summary {
+            Ok(s) => s,
+            Err(crate::check::ReplayError::Io(e)) => return Err(e.into()),
+            Err(e) => {
+                text_out.flush()?;
+                eprintln!("fwverify: {e}");
+                return Ok(exit::INVALID);
+            }
+        };
+        if !summary.failures.is_empty() {
+            failed = true;
+        }
+    }
+    if let Some(mut j) = json {
+        j.end()?;
+    }
+    text_out.flush()?;
+    Ok(if failed { exit::FAILED } else { exit::OK })
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let color = cli.color;
     let mut stdout = io::stdout().lock();
     match cli.command {
-        Command::Check { rules, scenario } => {
+        Command::Check { rules, scenario, sim, format } => {
             let Some((file, parsed)) = load_file(&rules, color)? else { return Ok(exit::INVALID) };
             if !scenario.is_empty() {
-                return not_yet("check --scenario", 3);
+                return check_scenarios(&file, &parsed, &scenario, &sim, format, &mut stdout);
             }
             let rs = &parsed.ruleset;
             let chains: usize = rs.tables.iter().map(|t| t.chains.len()).sum();

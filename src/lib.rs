@@ -12,11 +12,16 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod graph;
 pub mod model;
+pub mod packet;
 pub mod parse;
+pub mod report;
+pub mod sim;
+pub mod trace;
 
 pub use parse::Parsed;
 

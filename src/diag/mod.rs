@@ -107,6 +107,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("W0003", "value silently truncated by iptables"),
     ("W0004", "range that never matches"),
     ("W0005", "table given twice; the last block wins"),
+    ("W0006", "ipset must exist when the ruleset is loaded"),
 ];
 
 /// A named source text with a line index, for positions and rendering.

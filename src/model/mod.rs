@@ -6,7 +6,7 @@
 
 pub mod matches;
 pub mod net;
-mod print;
+pub mod print;
 pub mod targets;
 
 pub use matches::Match;

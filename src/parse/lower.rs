@@ -90,7 +90,13 @@ fn guess_family(text: &str) -> Option<Family> {
                         }
                     }
                 }
-                "icmp6" | "ipv6-icmp" | "icmpv6" | "--icmpv6-type" | "hl" | "ipv6header" | "icmp6-port-unreachable"
+                "icmp6"
+                | "ipv6-icmp"
+                | "icmpv6"
+                | "--icmpv6-type"
+                | "hl"
+                | "ipv6header"
+                | "icmp6-port-unreachable"
                 | "icmp6-adm-prohibited" => return Some(Family::V6),
                 "--icmp-type" => return Some(Family::V4),
                 _ => {}

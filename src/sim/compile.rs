@@ -1,0 +1,304 @@
+//! Flattens a model into the simulator's program: rules in one `Vec`, chains as index
+//! ranges, jumps as chain ids, recent tables and limit buckets as small ids. Anything the
+//! simulator cannot evaluate is an error naming the rule — never a silent guess.
+
+use std::net::IpAddr;
+
+use super::recent::RecentCheck;
+use super::{Ifaces, SimConfig};
+use crate::model::matches::{FlagTest, IcmpType, Multiport, RecentMode};
+use crate::model::print::save_order;
+use crate::model::targets::RejectWith;
+use crate::model::{Cidr, Hook, IfaceName, Match, Neg, Policy, PortRange, Ruleset, Span, TableName, Target};
+use crate::packet::IfaceId;
+
+/// Index of a compiled rule in [`Program::rules`].
+pub type RuleId = u32;
+
+/// What a report needs to name a rule.
+#[derive(Clone, Debug)]
+pub struct RuleInfo {
+    /// Table.
+    pub table: TableName,
+    /// Chain name.
+    pub chain: String,
+    /// 1-based position in the chain.
+    pub pos: u32,
+    /// Source span.
+    pub span: Span,
+}
+
+/// An interface test, resolved against the engine's interface table at compile time.
+#[derive(Clone, Debug)]
+pub(crate) struct IfaceTest {
+    pub inv: bool,
+    /// `matches[iface id]`; ids past the end never match.
+    pub matches: Vec<bool>,
+    pub name: IfaceName,
+}
+
+impl IfaceTest {
+    pub(crate) fn eval(&self, id: Option<IfaceId>) -> bool {
+        let hit = match id {
+            Some(i) => self.matches.get(i.0 as usize).copied().unwrap_or(false),
+            // No device: the kernel compares against an empty name.
+            None => self.name.matches(""),
+        };
+        hit != self.inv
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CIp {
+    pub src: Option<Neg<Cidr>>,
+    pub dst: Option<Neg<Cidr>>,
+    pub in_iface: Option<IfaceTest>,
+    pub out_iface: Option<IfaceTest>,
+    pub proto: Option<Neg<u8>>,
+    pub fragment: Option<bool>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum CMatch {
+    Tcp {
+        sport: Option<Neg<PortRange>>,
+        dport: Option<Neg<PortRange>>,
+        flags: Option<Neg<FlagTest>>,
+        option: Option<Neg<u8>>,
+    },
+    Udp {
+        sport: Option<Neg<PortRange>>,
+        dport: Option<Neg<PortRange>>,
+    },
+    Icmp(Option<Neg<IcmpType>>),
+    Multiport(Multiport),
+    State {
+        inv: bool,
+        bits: u8,
+    },
+    Recent(RecentCheck),
+    Limit(u32),
+    True,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum CTarget {
+    Accept,
+    Drop,
+    Return,
+    Continue,
+    Jump(u32),
+    Goto(u32),
+    Reject(RejectWith),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CRule {
+    pub ip: CIp,
+    pub matches: (u32, u32),
+    pub target: CTarget,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CChain {
+    pub first: u32,
+    pub end: u32,
+    pub policy: Option<Policy>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CTable {
+    pub name: TableName,
+    /// Chain id of each hook's built-in chain.
+    pub hooks: [Option<u32>; 5],
+}
+
+/// A recent table as declared by the rules: name, mask of the creating rule, ring size.
+#[derive(Clone, Debug)]
+pub struct RecentDecl {
+    /// `--name`
+    pub name: String,
+    /// Mask from the first rule naming the table.
+    pub mask: IpAddr,
+    /// Stamps per entry.
+    pub ring: usize,
+}
+
+/// A limit bucket declared by a rule.
+#[derive(Clone, Copy, Debug)]
+pub struct LimitDecl {
+    /// Interval in 1/10000 s.
+    pub avg: u32,
+    /// Burst.
+    pub burst: u32,
+}
+
+/// The compiled ruleset.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub(crate) rules: Vec<CRule>,
+    pub(crate) matches: Vec<CMatch>,
+    pub(crate) chains: Vec<CChain>,
+    pub(crate) tables: Vec<CTable>,
+    /// Per rule: where it is.
+    pub info: Vec<RuleInfo>,
+    /// Per chain: (table, name).
+    pub chain_names: Vec<(TableName, String)>,
+    /// Recent tables.
+    pub recent: Vec<RecentDecl>,
+    /// Limit buckets, one per `-m limit`.
+    pub limits: Vec<LimitDecl>,
+    /// The deepest jump stack possible.
+    pub(crate) max_depth: usize,
+}
+
+/// Why a ruleset cannot be simulated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The rule.
+    pub span: Span,
+    /// What is missing.
+    pub what: String,
+}
+
+fn roundup_pow2(n: u32) -> usize {
+    (n.max(1) as usize).next_power_of_two()
+}
+
+/// Compiles `rs`. Interface names of the tests are resolved against `ifaces`, which
+/// must already hold every interface packets will use.
+pub fn compile(rs: &Ruleset, cfg: &SimConfig, ifaces: &Ifaces) -> Result<Program, Vec<Unsupported>> {
+    let mut p = Program {
+        rules: Vec::new(),
+        matches: Vec::new(),
+        chains: Vec::new(),
+        tables: Vec::new(),
+        info: Vec::new(),
+        chain_names: Vec::new(),
+        recent: Vec::new(),
+        limits: Vec::new(),
+        max_depth: 1,
+    };
+    let mut errs = Vec::new();
+    // Tables are loaded in file order; within a table the kernel instantiates matches in
+    // blob order (built-ins, then user chains by name), so that is the order in which
+    // recent tables are created and get their mask.
+    for t in &rs.tables {
+        let order = save_order(t);
+        let base = p.chains.len() as u32;
+        let ids: Vec<(&str, u32)> = order.iter().enumerate().map(|(i, c)| (c.name.as_str(), base + i as u32)).collect();
+        let id_of = |n: &str| ids.iter().find(|(m, _)| *m == n).map(|(_, i)| *i);
+        let mut hooks = [None; 5];
+        for c in &order {
+            let cid = id_of(&c.name).expect("chain is in its table");
+            if let Some(h) = c.hook {
+                hooks[Hook::ALL.iter().position(|x| *x == h).expect("hook")] = Some(cid);
+            }
+            let first = p.rules.len() as u32;
+            for (ri, r) in c.rules.iter().enumerate() {
+                let m0 = p.matches.len() as u32;
+                for m in &r.matches {
+                    match compile_match(&m.m, cfg, &mut p) {
+                        Ok(cm) => p.matches.push(cm),
+                        Err(what) => errs.push(Unsupported { span: r.span, what }),
+                    }
+                }
+                let target = match &r.target {
+                    None => CTarget::Continue,
+                    Some(ti) => match &ti.t {
+                        Target::Accept => CTarget::Accept,
+                        Target::Drop => CTarget::Drop,
+                        Target::Return => CTarget::Return,
+                        Target::Chain(n) => {
+                            let id = id_of(n).expect("jump targets are checked by parse");
+                            if ti.goto {
+                                CTarget::Goto(id)
+                            } else {
+                                CTarget::Jump(id)
+                            }
+                        }
+                        Target::Reject(r) => CTarget::Reject(r.with),
+                        Target::Log(_) => CTarget::Continue,
+                        other => {
+                            errs.push(Unsupported { span: r.span, what: format!("target {}", other.name()) });
+                            CTarget::Continue
+                        }
+                    },
+                };
+                let ip = CIp {
+                    src: r.ip.src,
+                    dst: r.ip.dst,
+                    in_iface: r.ip.in_iface.as_ref().map(|n| iface_test(n, ifaces)),
+                    out_iface: r.ip.out_iface.as_ref().map(|n| iface_test(n, ifaces)),
+                    proto: r.ip.proto.map(|n| Neg { inv: n.inv, val: n.val.0 }),
+                    fragment: r.ip.fragment,
+                };
+                p.rules.push(CRule { ip, matches: (m0, p.matches.len() as u32), target });
+                p.info.push(RuleInfo { table: t.name, chain: c.name.clone(), pos: ri as u32 + 1, span: r.span });
+            }
+            p.chains.push(CChain { first, end: p.rules.len() as u32, policy: c.policy });
+            p.chain_names.push((t.name, c.name.clone()));
+        }
+        p.max_depth += order.iter().filter(|c| c.hook.is_none()).count();
+        p.tables.push(CTable { name: t.name, hooks });
+    }
+    if errs.is_empty() {
+        Ok(p)
+    } else {
+        Err(errs)
+    }
+}
+
+fn iface_test(n: &Neg<IfaceName>, ifaces: &Ifaces) -> IfaceTest {
+    IfaceTest { inv: n.inv, matches: ifaces.names().iter().map(|d| n.val.matches(d)).collect(), name: n.val.clone() }
+}
+
+fn compile_match(m: &Match, cfg: &SimConfig, p: &mut Program) -> Result<CMatch, String> {
+    Ok(match m {
+        Match::Tcp(t) => CMatch::Tcp { sport: t.sport, dport: t.dport, flags: t.flags, option: t.option },
+        Match::Udp(u) => CMatch::Udp { sport: u.sport, dport: u.dport },
+        Match::Icmp(i) => CMatch::Icmp(i.ty),
+        Match::Multiport(m) => CMatch::Multiport(m.clone()),
+        Match::State(s) => CMatch::State { inv: s.inv, bits: s.states },
+        Match::Comment(_) => CMatch::True,
+        Match::Limit(l) => {
+            p.limits.push(LimitDecl { avg: l.avg, burst: l.burst });
+            CMatch::Limit(p.limits.len() as u32 - 1)
+        }
+        Match::Recent(r) => {
+            let want = if cfg.ip_pkt_list_tot != 0 && r.hitcount < cfg.ip_pkt_list_tot {
+                roundup_pow2(cfg.ip_pkt_list_tot)
+            } else if r.hitcount != 0 {
+                roundup_pow2(r.hitcount)
+            } else {
+                32
+            };
+            let table = match p.recent.iter().position(|d| d.name == r.name) {
+                Some(i) => {
+                    let d = &mut p.recent[i];
+                    d.ring = d.ring.max(want);
+                    i
+                }
+                None => {
+                    p.recent.push(RecentDecl { name: r.name.clone(), mask: r.mask, ring: want });
+                    p.recent.len() - 1
+                }
+            } as u32;
+            let window = r.seconds.map(|s| s.wrapping_mul(cfg.hz));
+            let _ = RecentMode::Set;
+            CMatch::Recent(RecentCheck {
+                table,
+                mode: r.mode,
+                inv: r.inv,
+                window,
+                reap: r.reap,
+                hitcount: r.hitcount,
+                rttl: r.rttl,
+                side: r.side,
+            })
+        }
+        Match::Opaque(o) => return Err(format!("match {} (kept opaque)", o.module)),
+        #[allow(unreachable_patterns)]
+        other => return Err(format!("match {}", other.name())),
+    })
+}

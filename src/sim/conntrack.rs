@@ -1,0 +1,503 @@
+//! Connection tracking as `-m state`/`-m conntrack` see it (SEMANTICS.md §5), with the
+//! TCP state machine of `nf_conntrack_proto_tcp.c` (loose pickup on, windows assumed
+//! valid: scenarios carry no sequence numbers).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::Jiffies;
+use crate::model::matches::ctstate;
+use crate::packet::{proto, Packet};
+
+/// A direction-specific tuple key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    a: u16,
+    b: u16,
+}
+
+/// TCP conntrack states (kernel order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum TcpState {
+    None = 0,
+    SynSent,
+    SynRecv,
+    Established,
+    FinWait,
+    CloseWait,
+    LastAck,
+    TimeWait,
+    Close,
+    SynSent2,
+}
+
+impl TcpState {
+    /// Spelling in /proc/net/nf_conntrack.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::None => "NONE",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::SynSent2 => "SYN_SENT2",
+        }
+    }
+    fn timeout_secs(self) -> u64 {
+        match self {
+            TcpState::None => 0,
+            TcpState::SynSent | TcpState::SynSent2 => 120,
+            TcpState::SynRecv => 60,
+            TcpState::Established => 432000,
+            TcpState::FinWait => 120,
+            TcpState::CloseWait => 60,
+            TcpState::LastAck => 30,
+            TcpState::TimeWait => 120,
+            TcpState::Close => 10,
+        }
+    }
+}
+
+/// A cell of the transition table: a new state, invalid, or ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cell {
+    S(TcpState),
+    Iv,
+    Ig,
+}
+
+use Cell::{Ig, Iv, S};
+use TcpState as T;
+
+const SS: Cell = S(T::SynSent);
+const SR: Cell = S(T::SynRecv);
+const ES: Cell = S(T::Established);
+const FW: Cell = S(T::FinWait);
+const CW: Cell = S(T::CloseWait);
+const LA: Cell = S(T::LastAck);
+const TW: Cell = S(T::TimeWait);
+const CL: Cell = S(T::Close);
+const S2: Cell = S(T::SynSent2);
+
+/// `tcp_conntracks[dir][index][state]`, columns NONE SS SR ES FW CW LA TW CL S2.
+const TABLE: [[[Cell; 10]; 6]; 2] = [
+    [
+        /* syn    */ [SS, SS, Ig, Ig, Ig, Ig, Ig, SS, SS, S2],
+        /* synack */ [Iv, Iv, SR, Iv, Iv, Iv, Iv, Iv, Iv, SR],
+        /* fin    */ [Iv, Iv, FW, FW, LA, LA, LA, TW, CL, Iv],
+        /* ack    */ [ES, Iv, ES, ES, CW, CW, TW, TW, CL, Iv],
+        /* rst    */ [Iv, CL, CL, CL, CL, CL, CL, CL, CL, CL],
+        /* none   */ [Iv, Iv, Iv, Iv, Iv, Iv, Iv, Iv, Iv, Iv],
+    ],
+    [
+        /* syn    */ [Iv, S2, Iv, Iv, Iv, Iv, Iv, SS, Iv, S2],
+        /* synack */ [Iv, SR, Ig, Ig, Ig, Ig, Ig, Ig, Ig, SR],
+        /* fin    */ [Iv, Iv, FW, FW, LA, LA, LA, TW, CL, Iv],
+        /* ack    */ [Iv, Ig, SR, ES, CW, CW, TW, TW, CL, Ig],
+        /* rst    */ [Iv, CL, CL, CL, CL, CL, CL, CL, CL, CL],
+        /* none   */ [Iv, Iv, Iv, Iv, Iv, Iv, Iv, Iv, Iv, Iv],
+    ],
+];
+
+const SYN: u8 = 0x02;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+const URG: u8 = 0x20;
+
+/// `tcp_valid_flags`: the combinations conntrack accepts (PSH, ECE, CWR ignored).
+pub fn tcp_flags_valid(flags: u8) -> bool {
+    let f = flags & !(0x08 | 0x40 | 0x80);
+    matches!(
+        f,
+        x if x == SYN || x == SYN | URG || x == SYN | ACK || x == RST || x == RST | ACK
+            || x == FIN | ACK || x == FIN | ACK | URG || x == ACK || x == ACK | URG
+    )
+}
+
+/// `get_conntrack_index`.
+fn tcp_index(flags: u8) -> usize {
+    if flags & RST != 0 {
+        4
+    } else if flags & SYN != 0 {
+        if flags & ACK != 0 {
+            1
+        } else {
+            0
+        }
+    } else if flags & FIN != 0 {
+        2
+    } else if flags & ACK != 0 {
+        3
+    } else {
+        5
+    }
+}
+
+/// One tracked connection.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    /// Original-direction key.
+    pub orig: Key,
+    /// TCP state (None for other protocols).
+    pub tcp: TcpState,
+    /// A reply has been seen.
+    pub seen_reply: bool,
+    /// ASSURED.
+    pub assured: bool,
+    /// Expiry time.
+    pub expires: Jiffies,
+    /// Connection mark.
+    pub mark: u32,
+    /// Created at (UDP stream detection).
+    pub created: Jiffies,
+    /// Picked up mid-stream (loose).
+    pub picked_up: bool,
+    /// A FIN was seen in [orig, reply].
+    fin_seen: [bool; 2],
+    /// Direction and index of the last packet (for RST reopen).
+    last: (usize, usize),
+}
+
+/// The connection a packet belongs to while it traverses the hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtRef {
+    /// Not tracked (INVALID).
+    Invalid,
+    /// `NOTRACK`/`CT --notrack` (UNTRACKED).
+    Untracked,
+    /// An existing connection, with the packet's direction (true = reply).
+    Existing(u32, bool),
+    /// A new, not yet confirmed connection (held in the pending slot).
+    Pending,
+    /// An ICMP error the host sends about a connection (REJECT, port unreachable).
+    Related,
+}
+
+/// What `-m state` sees of a packet, as [`ctstate`] bits.
+pub fn state_bits(r: CtRef, table: &Conntrack) -> u8 {
+    match r {
+        CtRef::Invalid => ctstate::INVALID,
+        CtRef::Untracked => ctstate::UNTRACKED,
+        CtRef::Pending => ctstate::NEW,
+        CtRef::Related => ctstate::RELATED,
+        CtRef::Existing(id, reply) => {
+            let c = &table.conns[id as usize];
+            if reply || c.seen_reply {
+                ctstate::ESTABLISHED
+            } else {
+                ctstate::NEW
+            }
+        }
+    }
+}
+
+/// The connection table.
+#[derive(Debug)]
+pub struct Conntrack {
+    hz: u64,
+    map: HashMap<Key, (u32, bool)>,
+    conns: Vec<Conn>,
+    free: Vec<u32>,
+    pending: Option<Conn>,
+}
+
+fn icmp_reply_type(t: u8) -> Option<u8> {
+    match t {
+        8 => Some(0),
+        13 => Some(14),
+        15 => Some(16),
+        17 => Some(18),
+        _ => None,
+    }
+}
+
+impl Conntrack {
+    /// An empty table.
+    pub fn new(hz: u32) -> Conntrack {
+        let mut map = HashMap::new();
+        map.reserve(4096);
+        Conntrack { hz: hz as u64, map, conns: Vec::with_capacity(2048), free: Vec::new(), pending: None }
+    }
+
+    /// The key of a packet in its own direction.
+    pub fn key(p: &Packet) -> Key {
+        match p.proto {
+            proto::TCP | proto::UDP => Key { src: p.src, dst: p.dst, proto: p.proto, a: p.sport, b: p.dport },
+            proto::ICMP => Key { src: p.src, dst: p.dst, proto: p.proto, a: p.icmp_id, b: p.icmp_type as u16 },
+            _ => Key { src: p.src, dst: p.dst, proto: p.proto, a: 0, b: 0 },
+        }
+    }
+
+    fn reply_key(k: &Key) -> Key {
+        match k.proto {
+            proto::TCP | proto::UDP => Key { src: k.dst, dst: k.src, proto: k.proto, a: k.b, b: k.a },
+            proto::ICMP => Key {
+                src: k.dst,
+                dst: k.src,
+                proto: k.proto,
+                a: k.a,
+                b: icmp_reply_type(k.b as u8).unwrap_or(255) as u16,
+            },
+            _ => Key { src: k.dst, dst: k.src, proto: k.proto, a: 0, b: 0 },
+        }
+    }
+
+    /// A connection by id.
+    pub fn conn(&self, id: u32) -> &Conn {
+        &self.conns[id as usize]
+    }
+
+    /// The connection mark of the packet's connection.
+    pub fn mark(&self, r: CtRef) -> Option<u32> {
+        match r {
+            CtRef::Existing(id, _) => Some(self.conns[id as usize].mark),
+            CtRef::Pending => self.pending.as_ref().map(|c| c.mark),
+            _ => None,
+        }
+    }
+
+    /// Sets the connection mark.
+    pub fn set_mark(&mut self, r: CtRef, mark: u32) {
+        match r {
+            CtRef::Existing(id, _) => self.conns[id as usize].mark = mark,
+            CtRef::Pending => {
+                if let Some(c) = self.pending.as_mut() {
+                    c.mark = mark
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn kill(&mut self, id: u32) {
+        let c = &self.conns[id as usize];
+        let (o, r) = (c.orig, Self::reply_key(&c.orig));
+        self.map.remove(&o);
+        self.map.remove(&r);
+        self.free.push(id);
+    }
+
+    /// `nf_conntrack_in`: finds or creates the packet's connection and runs the protocol
+    /// state machine. A new connection stays pending until [`Conntrack::confirm`].
+    pub fn packet_in(&mut self, p: &Packet, now: Jiffies) -> CtRef {
+        self.pending = None;
+        if p.proto == proto::TCP && !tcp_flags_valid(p.flags) {
+            return CtRef::Invalid;
+        }
+        let key = Self::key(p);
+        if let Some(&(id, reply)) = self.map.get(&key) {
+            if self.conns[id as usize].expires < now {
+                self.kill(id);
+            } else {
+                return self.existing(id, reply, p, now);
+            }
+        }
+        if p.proto == proto::ICMP && matches!(p.icmp_type, 3 | 4 | 5 | 11 | 12) {
+            // An ICMP error quoting a tracked connection would be RELATED; scenarios
+            // cannot quote one, so the error is not related to anything.
+            return CtRef::Invalid;
+        }
+        self.new_conn(key, p, now)
+    }
+
+    fn new_conn(&mut self, key: Key, p: &Packet, now: Jiffies) -> CtRef {
+        let mut c = Conn {
+            orig: key,
+            tcp: TcpState::None,
+            seen_reply: false,
+            assured: false,
+            expires: 0,
+            mark: 0,
+            created: now,
+            picked_up: false,
+            fin_seen: [false; 2],
+            last: (0, tcp_index(p.flags)),
+        };
+        let timeout = match p.proto {
+            proto::TCP => {
+                let idx = tcp_index(p.flags);
+                match TABLE[0][idx][0] {
+                    S(T::SynSent) => {
+                        c.tcp = T::SynSent;
+                        T::SynSent.timeout_secs()
+                    }
+                    S(T::Established) => {
+                        c.tcp = T::Established;
+                        c.picked_up = true;
+                        300
+                    }
+                    _ => return CtRef::Invalid,
+                }
+            }
+            proto::UDP => 30,
+            proto::ICMP => {
+                if icmp_reply_type(p.icmp_type).is_none() {
+                    return CtRef::Invalid;
+                }
+                30
+            }
+            _ => 600,
+        };
+        c.expires = now + timeout * self.hz;
+        self.pending = Some(c);
+        CtRef::Pending
+    }
+
+    fn existing(&mut self, id: u32, reply: bool, p: &Packet, now: Jiffies) -> CtRef {
+        let hz = self.hz;
+        let dir = usize::from(reply);
+        let c = &mut self.conns[id as usize];
+        match p.proto {
+            proto::TCP => {
+                let idx = tcp_index(p.flags);
+                let old = c.tcp;
+                let mut cell = TABLE[dir][idx][old as usize];
+                if idx == 0 && dir == 0 && matches!(old, T::TimeWait | T::Close) {
+                    // Reopen: when we saw a FIN, or the last packet in this direction was
+                    // a RST, the old entry dies and the SYN starts a fresh connection.
+                    if c.fin_seen[0] || c.fin_seen[1] || c.last == (0, 4) {
+                        let key = c.orig;
+                        self.kill(id);
+                        return self.new_conn(key, p, now);
+                    }
+                    cell = Ig;
+                }
+                match cell {
+                    Iv => return CtRef::Invalid,
+                    Ig => {}
+                    S(new) => {
+                        if idx == 2 {
+                            c.fin_seen[dir] = true;
+                        }
+                        if new == T::Established && old == T::SynRecv && dir == 0 {
+                            c.assured = true;
+                        }
+                        c.tcp = new;
+                        let mut t = new.timeout_secs();
+                        if idx == 4 {
+                            t = T::Close.timeout_secs();
+                        } else if c.picked_up && !c.seen_reply && !reply {
+                            t = t.min(300);
+                        }
+                        c.expires = now + t * hz;
+                    }
+                }
+                c.last = (dir, idx);
+                if !c.seen_reply && p.flags & RST != 0 {
+                    // A RST before any reply: the connection never existed (`--RR`).
+                    self.kill(id);
+                    return CtRef::Existing(id, reply);
+                }
+                if reply && c.picked_up && !c.seen_reply {
+                    c.assured = true;
+                }
+            }
+            proto::UDP => {
+                let t = if c.seen_reply || reply {
+                    c.assured = true;
+                    if now > c.created + 2 * hz {
+                        120
+                    } else {
+                        30
+                    }
+                } else {
+                    30
+                };
+                c.expires = now + t * hz;
+            }
+            proto::ICMP => c.expires = now + 30 * hz,
+            _ => c.expires = now + 600 * hz,
+        }
+        if reply {
+            c.seen_reply = true;
+        }
+        CtRef::Existing(id, reply)
+    }
+
+    /// `nf_conntrack_confirm`: a pending connection whose packet got through is entered
+    /// into the table.
+    pub fn confirm(&mut self, r: CtRef) -> CtRef {
+        if r != CtRef::Pending {
+            return r;
+        }
+        let Some(c) = self.pending.take() else { return r };
+        let (o, rk) = (c.orig, Self::reply_key(&c.orig));
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.conns[id as usize] = c;
+                id
+            }
+            None => {
+                self.conns.push(c);
+                (self.conns.len() - 1) as u32
+            }
+        };
+        self.map.insert(o, (id, false));
+        self.map.insert(rk, (id, true));
+        CtRef::Existing(id, false)
+    }
+
+    /// Drops the pending connection (its packet was dropped).
+    pub fn abort(&mut self) {
+        self.pending = None;
+    }
+
+    /// Live connections (not expired at `now`), for reports.
+    pub fn live(&self, now: Jiffies) -> impl Iterator<Item = &Conn> + '_ {
+        let mut ids: Vec<u32> = self.map.values().filter(|(_, r)| !r).map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|id| &self.conns[id as usize]).filter(move |c| c.expires >= now)
+    }
+
+    /// Counts live connections whose original source, masked, equals `addr` masked
+    /// (connlimit's `--connlimit-saddr`), or destination with `by_dst`, not in
+    /// TIME_WAIT/CLOSE.
+    pub fn count_matching(&self, f: impl Fn(&Key) -> bool, now: Jiffies) -> u32 {
+        self.map
+            .values()
+            .filter(|(_, r)| !r)
+            .map(|(id, _)| &self.conns[*id as usize])
+            .filter(|c| c.expires >= now && !matches!(c.tcp, T::TimeWait | T::Close) && f(&c.orig))
+            .count() as u32
+    }
+
+    /// The pending connection's key (for a new packet).
+    pub fn pending_key(&self) -> Option<Key> {
+        self.pending.as_ref().map(|c| c.orig)
+    }
+}
+
+impl Key {
+    /// Original source address.
+    pub fn src(&self) -> IpAddr {
+        self.src
+    }
+    /// Original destination address.
+    pub fn dst(&self) -> IpAddr {
+        self.dst
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_validity_matches_the_kernel_list() {
+        for ok in [0x02, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30, 0x0a, 0x18] {
+            assert!(tcp_flags_valid(ok), "{ok:#x}");
+        }
+        for bad in [0x00, 0x01, 0x20, 0x03, 0x06, 0x32, 0x05, 0x3f] {
+            assert!(!tcp_flags_valid(bad), "{bad:#x}");
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The simulated host's network stack: which addresses are its own, which packets the
+//! kernel drops before the INPUT hook (martians), and how it answers — SYN-ACK from a
+//! listening port, RST from a closed one, ICMP port unreachable (rate-limited like
+//! `icmp_ratelimit`), echo replies, and REJECT's replies (SEMANTICS.md §7).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::conntrack::CtRef;
+use super::{Ifaces, Jiffies, SimConfig};
+use crate::model::targets::RejectWith;
+use crate::packet::{proto, Packet};
+
+/// Why the host sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// SYN-ACK from a listening socket.
+    SynAck,
+    /// ACK (e.g. to a FIN).
+    Ack,
+    /// RST from a port without a socket.
+    Reset,
+    /// ICMP port unreachable for a closed UDP port.
+    PortUnreachable,
+    /// Echo reply.
+    EchoReply,
+    /// A REJECT rule's reply.
+    Reject,
+}
+
+impl ReplyKind {
+    /// Short name for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyKind::SynAck => "syn-ack",
+            ReplyKind::Ack => "ack",
+            ReplyKind::Reset => "rst",
+            ReplyKind::PortUnreachable => "icmp-port-unreachable",
+            ReplyKind::EchoReply => "echo-reply",
+            ReplyKind::Reject => "reject",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sock {
+    SynRecv,
+    Established,
+}
+
+/// The host.
+#[derive(Debug)]
+pub struct Host {
+    hosts: Vec<IpAddr>,
+    listen: Vec<(u8, u16)>,
+    socks: HashMap<(IpAddr, u16, IpAddr, u16), Sock>,
+    /// Per-destination ICMP error tokens (`inet_peer_xrlim_allow`).
+    peers: HashMap<IpAddr, (u64, Jiffies)>,
+    hz: u64,
+}
+
+impl Host {
+    /// A host as configured.
+    pub fn new(cfg: &SimConfig) -> Host {
+        let mut socks = HashMap::new();
+        socks.reserve(1024);
+        let mut peers = HashMap::new();
+        peers.reserve(256);
+        Host { hosts: cfg.hosts.clone(), listen: cfg.listen.clone(), socks, peers, hz: cfg.hz as u64 }
+    }
+
+    /// Whether `dst` is one of the host's addresses (all are, when none were given).
+    pub fn is_local(&self, dst: IpAddr) -> bool {
+        self.hosts.is_empty() || self.hosts.contains(&dst)
+    }
+
+    /// The reason the kernel drops `pkt` at the routing decision, if it does
+    /// (`ip_route_input_slow`: martian source or destination).
+    pub fn martian(&self, pkt: &Packet, ifaces: &Ifaces) -> Option<&'static str> {
+        let on_lo = ifaces.name(pkt.iface) == "lo";
+        match pkt.src {
+            IpAddr::V4(s) => {
+                if s.is_multicast() || s.is_broadcast() {
+                    return Some("martian source (multicast or broadcast)");
+                }
+                if s.octets()[0] == 0 {
+                    return Some("martian source (0.0.0.0/8)");
+                }
+                if s.is_loopback() && !on_lo {
+                    return Some("martian source (loopback address on a non-loopback interface)");
+                }
+            }
+            IpAddr::V6(s) => {
+                if s.is_multicast() {
+                    return Some("martian source (multicast)");
+                }
+                if s.is_loopback() && !on_lo {
+                    return Some("martian source (loopback address on a non-loopback interface)");
+                }
+            }
+        }
+        if !on_lo && !self.hosts.is_empty() && self.hosts.contains(&pkt.src) {
+            return Some("martian source (the host's own address on a non-loopback interface)");
+        }
+        if let IpAddr::V4(d) = pkt.dst {
+            if d.octets()[0] == 0 || (d.is_loopback() && !on_lo) {
+                return Some("martian destination");
+            }
+            if d.is_multicast() && d != std::net::Ipv4Addr::new(224, 0, 0, 1) {
+                return Some("multicast destination of a group the host has not joined");
+            }
+        }
+        None
+    }
+
+    fn reply_base(pkt: &Packet) -> Packet {
+        Packet {
+            src: pkt.dst,
+            dst: pkt.src,
+            proto: pkt.proto,
+            sport: pkt.dport,
+            dport: pkt.sport,
+            flags: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_id: 0,
+            iface: pkt.iface,
+            len: 0,
+            ttl: 64,
+        }
+    }
+
+    fn tcp_reply(pkt: &Packet, flags: u8) -> Packet {
+        let mut r = Self::reply_base(pkt);
+        r.flags = flags;
+        r.len = Packet::header_len(r.src, proto::TCP);
+        r
+    }
+
+    /// ICMP error (type 3) quoting `pkt`: 28 bytes of header plus the quoted IP header
+    /// and 8 bytes, at most 576 bytes in all.
+    fn icmp_error(pkt: &Packet, code: u8) -> Packet {
+        let mut r = Self::reply_base(pkt);
+        r.proto = proto::ICMP;
+        r.sport = 0;
+        r.dport = 0;
+        r.icmp_type = 3;
+        r.icmp_code = code;
+        r.len = (28 + pkt.len).min(576);
+        r
+    }
+
+    /// `icmp_ratelimit` per destination: tokens in jiffies, one error costs HZ
+    /// (1000 ms), the bucket holds 6 (XRLIM_BURST_FACTOR) and starts full.
+    fn icmp_allowed(&mut self, dst: IpAddr, now: Jiffies) -> bool {
+        let timeout = self.hz;
+        let e = self.peers.entry(dst).or_insert((0, now.wrapping_sub(60 * self.hz)));
+        let mut token = e.0 + now.wrapping_sub(e.1);
+        e.1 = now;
+        if token > 6 * timeout {
+            token = 6 * timeout;
+        }
+        let ok = token >= timeout;
+        if ok {
+            token -= timeout;
+        }
+        e.0 = token;
+        ok
+    }
+
+    /// The stack's answer to a packet delivered locally.
+    pub fn answer(&mut self, pkt: &Packet, now: Jiffies) -> Option<(Packet, ReplyKind, CtRef)> {
+        match pkt.proto {
+            proto::TCP => {
+                let key = (pkt.src, pkt.sport, pkt.dst, pkt.dport);
+                let f = pkt.flags;
+                let (syn, ack, rst, fin) = (f & 0x02 != 0, f & 0x10 != 0, f & 0x04 != 0, f & 0x01 != 0);
+                if rst {
+                    self.socks.remove(&key);
+                    return None;
+                }
+                let listening = self.listen.contains(&(proto::TCP, pkt.dport));
+                match self.socks.get(&key).copied() {
+                    Some(state) => {
+                        if syn && !ack {
+                            return Some((Self::tcp_reply(pkt, 0x12), ReplyKind::SynAck, CtRef::Invalid));
+                        }
+                        if state == Sock::SynRecv && ack && !syn {
+                            self.socks.insert(key, Sock::Established);
+                        }
+                        if fin {
+                            self.socks.remove(&key);
+                            return Some((Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid));
+                        }
+                        None
+                    }
+                    None if listening && syn && !ack && !fin => {
+                        self.socks.insert(key, Sock::SynRecv);
+                        Some((Self::tcp_reply(pkt, 0x12), ReplyKind::SynAck, CtRef::Invalid))
+                    }
+                    None if listening && syn => None,
+                    None => {
+                        // tcp_v4_send_reset: RST with ACK unless the segment had ACK set.
+                        let flags = if ack { 0x04 } else { 0x14 };
+                        Some((Self::tcp_reply(pkt, flags), ReplyKind::Reset, CtRef::Invalid))
+                    }
+                }
+            }
+            proto::UDP => {
+                if self.listen.contains(&(proto::UDP, pkt.dport)) || !pkt.src.is_ipv4() {
+                    return None;
+                }
+                self.icmp_allowed(pkt.src, now)
+                    .then(|| (Self::icmp_error(pkt, 3), ReplyKind::PortUnreachable, CtRef::Related))
+            }
+            proto::ICMP if pkt.icmp_type == 8 => {
+                let mut r = Self::reply_base(pkt);
+                r.icmp_type = 0;
+                r.icmp_code = 0;
+                r.icmp_id = pkt.icmp_id;
+                r.sport = 0;
+                r.dport = 0;
+                r.len = pkt.len;
+                Some((r, ReplyKind::EchoReply, CtRef::Invalid))
+            }
+            _ => None,
+        }
+    }
+
+    /// REJECT's reply (`nf_send_reset` / `nf_send_unreach`).
+    pub fn reject_reply(&mut self, pkt: &Packet, with: RejectWith, now: Jiffies) -> Option<(Packet, ReplyKind, CtRef)> {
+        if with == RejectWith::TcpReset {
+            if pkt.proto != proto::TCP || pkt.flags & 0x04 != 0 {
+                return None;
+            }
+            let flags = if pkt.flags & 0x10 != 0 { 0x04 } else { 0x14 };
+            return Some((Self::tcp_reply(pkt, flags), ReplyKind::Reject, CtRef::Invalid));
+        }
+        // No ICMP error about an ICMP error, nor to broadcast/multicast.
+        if pkt.proto == proto::ICMP && !matches!(pkt.icmp_type, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18) {
+            return None;
+        }
+        let code = with.icmp_code()?;
+        if !self.icmp_allowed(pkt.src, now) {
+            return None;
+        }
+        Some((Self::icmp_error(pkt, code), ReplyKind::Reject, CtRef::Related))
+    }
+}

@@ -1,0 +1,600 @@
+//! The discrete-event simulator: a compiled ruleset plus kernel state (recent tables,
+//! limit buckets, connection tracking, the host's sockets), stepped one packet at a time
+//! at a time passed in (smoltcp style: no clock is read here).
+//!
+//! Architecture invariants: no I/O; `Engine::step` allocates nothing once warm (its
+//! output buffers are reused); time is [`Jiffies`] at a configurable HZ.
+
+pub mod compile;
+pub mod conntrack;
+pub mod host;
+pub mod limit;
+pub mod recent;
+
+use std::net::IpAddr;
+
+use crate::model::matches::{ctstate, PortSide, RecentSide};
+use crate::model::targets::RejectWith;
+use crate::model::{Hook, Policy, Ruleset, TableName};
+use crate::packet::{proto, IfaceId, Packet};
+use compile::{CMatch, CRule, CTarget};
+pub use compile::{Program, RuleId, RuleInfo, Unsupported};
+use conntrack::{state_bits, Conntrack, CtRef};
+
+/// Kernel time in ticks (`jiffies`).
+pub type Jiffies = u64;
+
+/// `jiffies` at boot on 64-bit kernels: 2^32 − 300·HZ (SEMANTICS.md §3).
+pub fn initial_jiffies(hz: u32) -> Jiffies {
+    (1u64 << 32) - 300 * hz as u64
+}
+
+/// Simulation parameters.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Timer frequency (default 250).
+    pub hz: u32,
+    /// xt_recent `ip_list_tot` (entries per table, default 100).
+    pub ip_list_tot: usize,
+    /// xt_recent `ip_pkt_list_tot` (0 = unset).
+    pub ip_pkt_list_tot: u32,
+    /// The host's addresses; empty = every destination is the host's.
+    pub hosts: Vec<IpAddr>,
+    /// Open sockets: (protocol, port).
+    pub listen: Vec<(u8, u16)>,
+    /// Forward packets not addressed to the host (`ip_forward=1`).
+    pub forward: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            hz: 250,
+            ip_list_tot: 100,
+            ip_pkt_list_tot: 0,
+            hosts: Vec::new(),
+            listen: Vec::new(),
+            forward: false,
+        }
+    }
+}
+
+/// Interface names seen by the simulator, interned to small ids.
+#[derive(Clone, Debug, Default)]
+pub struct Ifaces {
+    names: Vec<String>,
+}
+
+impl Ifaces {
+    /// The id of `name`, adding it if new.
+    pub fn intern(&mut self, name: &str) -> IfaceId {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            return IfaceId(i as u16);
+        }
+        self.names.push(name.to_string());
+        IfaceId(self.names.len() as u16 - 1)
+    }
+    /// The id of a known name.
+    pub fn get(&self, name: &str) -> Option<IfaceId> {
+        self.names.iter().position(|n| n == name).map(|i| IfaceId(i as u16))
+    }
+    /// All names, by id.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+    /// The name of an id.
+    pub fn name(&self, id: IfaceId) -> &str {
+        &self.names[id.0 as usize]
+    }
+}
+
+/// The fate of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Delivered to the host (or forwarded).
+    Accept,
+    /// Dropped silently.
+    Drop,
+    /// Dropped by a REJECT rule, which sent a reply.
+    Reject,
+}
+
+impl Verdict {
+    /// `ACCEPT`, `DROP`, `REJECT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "ACCEPT",
+            Verdict::Drop => "DROP",
+            Verdict::Reject => "REJECT",
+        }
+    }
+    /// Parses a verdict name (case-insensitive).
+    pub fn parse(s: &str) -> Option<Verdict> {
+        match s.to_ascii_uppercase().as_str() {
+            "ACCEPT" => Some(Verdict::Accept),
+            "DROP" => Some(Verdict::Drop),
+            "REJECT" => Some(Verdict::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// Where the verdict was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decided {
+    /// A rule's target (the last entry of the path).
+    Rule(RuleId),
+    /// A built-in chain's policy.
+    Policy(TableName, Hook),
+    /// Dropped by the kernel before any table saw it as local traffic.
+    Stage(&'static str),
+    /// Delivered without any rule deciding (no table has the hook).
+    Default,
+}
+
+/// A packet the host sent in answer, and its fate in OUTPUT/POSTROUTING.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The packet.
+    pub pkt: Packet,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Why it was sent.
+    pub why: host::ReplyKind,
+}
+
+/// Everything `step` reports about one packet. Reused between steps.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What decided it.
+    pub decided: Decided,
+    /// Rules whose matches all succeeded, in traversal order (the counters the kernel
+    /// bumps), for this packet and then for the host's replies.
+    pub path: Vec<RuleId>,
+    /// The host's replies.
+    pub replies: Vec<Reply>,
+    /// Conntrack state of the packet as rules saw it (ctstate bits).
+    pub ctstate: u8,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Outcome {
+            verdict: Verdict::Drop,
+            decided: Decided::Default,
+            path: Vec::with_capacity(64),
+            replies: Vec::with_capacity(4),
+            ctstate: 0,
+        }
+    }
+}
+
+/// Result of one table traversal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TVerdict {
+    Accept,
+    Drop,
+    Reject(RejectWith),
+}
+
+/// The simulator.
+pub struct Engine {
+    prog: Program,
+    cfg: SimConfig,
+    /// Interfaces.
+    pub ifaces: Ifaces,
+    /// Rule counters (packets, bytes), by rule id.
+    pub counters: Vec<(u64, u64)>,
+    /// Policy counters by chain id.
+    pub policy_counters: Vec<(u64, u64)>,
+    st: MatchState,
+    /// Connection tracking.
+    pub conntrack: Conntrack,
+    host: host::Host,
+    stack: Vec<(u32, u32)>,
+    /// Table index for each (hook, priority slot): raw, mangle, nat, filter, security.
+    by_hook: [[Option<u8>; 5]; 5],
+    started: bool,
+}
+
+/// State that matches change as they are evaluated.
+struct MatchState {
+    recent: Vec<recent::RecentTable>,
+    limits: Vec<limit::Bucket>,
+}
+
+/// Per-packet context for match evaluation.
+struct Cx {
+    now: Jiffies,
+    in_dev: Option<IfaceId>,
+    out_dev: Option<IfaceId>,
+    ct: u8,
+    local_socket: bool,
+}
+
+impl Engine {
+    /// Builds an engine for `rs`. `ifaces` must hold every interface the packets use.
+    pub fn new(rs: &Ruleset, cfg: SimConfig, ifaces: Ifaces) -> Result<Engine, Vec<Unsupported>> {
+        let prog = compile::compile(rs, &cfg, &ifaces)?;
+        let recent = prog
+            .recent
+            .iter()
+            .map(|d| {
+                let (m4, m6) = match d.mask {
+                    IpAddr::V4(m) => (u32::from(m), u128::MAX),
+                    IpAddr::V6(m) => (u32::MAX, u128::from(m)),
+                };
+                recent::RecentTable::new(&d.name, m4, m6, cfg.ip_list_tot, d.ring)
+            })
+            .collect();
+        let mut by_hook = [[None; 5]; 5];
+        let order = [TableName::Raw, TableName::Mangle, TableName::Nat, TableName::Filter, TableName::Security];
+        for (ti, t) in prog.tables.iter().enumerate() {
+            let slot = order.iter().position(|x| *x == t.name).expect("known table");
+            for (h, c) in t.hooks.iter().enumerate() {
+                if c.is_some() {
+                    by_hook[h][slot] = Some(ti as u8);
+                }
+            }
+        }
+        let start = initial_jiffies(cfg.hz);
+        let limits = prog.limits.iter().map(|l| limit::Bucket::new(l.avg, l.burst, cfg.hz, start)).collect();
+        Ok(Engine {
+            counters: vec![(0, 0); prog.rules.len()],
+            policy_counters: vec![(0, 0); prog.chains.len()],
+            stack: Vec::with_capacity(prog.max_depth + 1),
+            conntrack: Conntrack::new(cfg.hz),
+            host: host::Host::new(&cfg),
+            st: MatchState { recent, limits },
+            by_hook,
+            prog,
+            cfg,
+            ifaces,
+            started: false,
+        })
+    }
+
+    /// The id of interface `name`, interning it (and extending every compiled interface
+    /// test) the first time it is seen.
+    pub fn iface(&mut self, name: &str) -> IfaceId {
+        if let Some(id) = self.ifaces.get(name) {
+            return id;
+        }
+        let id = self.ifaces.intern(name);
+        for r in &mut self.prog.rules {
+            for t in [r.ip.in_iface.as_mut(), r.ip.out_iface.as_mut()].into_iter().flatten() {
+                t.matches.push(t.name.matches(name));
+            }
+        }
+        id
+    }
+
+    /// The compiled program (rule names for reports).
+    pub fn program(&self) -> &Program {
+        &self.prog
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    /// The recent tables.
+    pub fn recent_tables(&self) -> &[recent::RecentTable] {
+        &self.st.recent
+    }
+
+    /// Runs one packet arriving on `pkt.iface` at `now`, and the host's replies to it.
+    pub fn step(&mut self, now: Jiffies, pkt: &Packet, out: &mut Outcome) {
+        if !self.started {
+            // Buckets are created when the ruleset is loaded, just before the trace.
+            for (b, d) in self.st.limits.iter_mut().zip(&self.prog.limits) {
+                *b = limit::Bucket::new(d.avg, d.burst, self.cfg.hz, now);
+            }
+            self.started = true;
+        }
+        out.path.clear();
+        out.replies.clear();
+        let (verdict, decided, ct) = self.receive(now, pkt, &mut out.path);
+        out.verdict = verdict;
+        out.decided = decided;
+        out.ctstate = ct;
+        // The host answers what it received, and REJECT answers for the firewall.
+        let mut replies: [Option<(Packet, host::ReplyKind, CtRef)>; 2] = [None, None];
+        match decided {
+            Decided::Rule(r) if verdict == Verdict::Reject => {
+                if let CTarget::Reject(with) = self.prog.rules[r as usize].target {
+                    replies[0] = self.host.reject_reply(pkt, with, now);
+                }
+            }
+            _ if verdict == Verdict::Accept && self.host.is_local(pkt.dst) => {
+                replies[0] = self.host.answer(pkt, now);
+            }
+            _ => {}
+        }
+        for (rp, kind, _) in replies.iter().flatten() {
+            let v = self.send(now, rp, &mut out.path);
+            out.replies.push(Reply { pkt: *rp, verdict: v, why: *kind });
+        }
+    }
+
+    /// Incoming path: PREROUTING, routing, INPUT or FORWARD, confirm.
+    fn receive(&mut self, now: Jiffies, pkt: &Packet, path: &mut Vec<RuleId>) -> (Verdict, Decided, u8) {
+        let mut ct = CtRef::Invalid;
+        let mut tracked = false;
+        let mut mark = 0u32;
+        let mut last = Decided::Default;
+        let hook = Hook::Prerouting;
+        // raw PREROUTING runs before conntrack.
+        for slot in 0..5 {
+            if slot == 1 && !tracked {
+                ct = self.conntrack.packet_in(pkt, now);
+                tracked = true;
+            }
+            let Some(ti) = self.by_hook[0][slot] else { continue };
+            if slot == 2 && !matches!(ct, CtRef::Pending) {
+                continue; // nat only sees the first packet of a connection
+            }
+            let cx = Cx {
+                now,
+                in_dev: Some(pkt.iface),
+                out_dev: None,
+                ct: state_bits(ct, &self.conntrack),
+                local_socket: false,
+            };
+            match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
+                TVerdict::Accept => {}
+                v => return self.dropped(v, last, ct),
+            }
+        }
+        if !tracked {
+            ct = self.conntrack.packet_in(pkt, now);
+        }
+        let ctbits = state_bits(ct, &self.conntrack);
+        if let Some(why) = self.host.martian(pkt, &self.ifaces) {
+            self.conntrack.abort();
+            return (Verdict::Drop, Decided::Stage(why), ctbits);
+        }
+        let local = self.host.is_local(pkt.dst);
+        let hook = if local {
+            Hook::Input
+        } else if self.cfg.forward {
+            Hook::Forward
+        } else {
+            self.conntrack.abort();
+            return (Verdict::Drop, Decided::Stage("not addressed to the host and forwarding is off"), ctbits);
+        };
+        let h = Hook::ALL.iter().position(|x| *x == hook).expect("hook");
+        let out_dev = if local { None } else { Some(pkt.iface) };
+        for slot in 0..5 {
+            let Some(ti) = self.by_hook[h][slot] else { continue };
+            if slot == 2 && !matches!(ct, CtRef::Pending) {
+                continue;
+            }
+            let cx = Cx { now, in_dev: Some(pkt.iface), out_dev, ct: ctbits, local_socket: false };
+            match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
+                TVerdict::Accept => {}
+                v => return self.dropped(v, last, ct),
+            }
+        }
+        self.conntrack.confirm(ct);
+        (Verdict::Accept, last, ctbits)
+    }
+
+    fn dropped(&mut self, v: TVerdict, last: Decided, ct: CtRef) -> (Verdict, Decided, u8) {
+        let bits = state_bits(ct, &self.conntrack);
+        self.conntrack.abort();
+        match v {
+            TVerdict::Reject(_) => (Verdict::Reject, last, bits),
+            _ => (Verdict::Drop, last, bits),
+        }
+    }
+
+    /// Outgoing path of a host-generated packet: OUTPUT then POSTROUTING, then confirm.
+    fn send(&mut self, now: Jiffies, pkt: &Packet, path: &mut Vec<RuleId>) -> Verdict {
+        let mut mark = 0u32;
+        let mut last = Decided::Default;
+        let mut ct = CtRef::Invalid;
+        let mut tracked = false;
+        let related = pkt.proto == proto::ICMP && matches!(pkt.icmp_type, 3 | 4 | 5 | 11 | 12);
+        for (hook, h) in [(Hook::Output, 3usize), (Hook::Postrouting, 4usize)] {
+            for slot in 0..5 {
+                if hook == Hook::Output && slot == 1 && !tracked {
+                    ct = if related { CtRef::Related } else { self.conntrack.packet_in(pkt, now) };
+                    tracked = true;
+                }
+                let Some(ti) = self.by_hook[h][slot] else { continue };
+                if slot == 2 && !matches!(ct, CtRef::Pending) {
+                    continue;
+                }
+                let cx = Cx {
+                    now,
+                    in_dev: None,
+                    out_dev: Some(pkt.iface),
+                    ct: state_bits(ct, &self.conntrack),
+                    local_socket: false,
+                };
+                if self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) != TVerdict::Accept {
+                    self.conntrack.abort();
+                    return Verdict::Drop;
+                }
+            }
+        }
+        if !tracked {
+            ct = if related { CtRef::Related } else { self.conntrack.packet_in(pkt, now) };
+        }
+        self.conntrack.confirm(ct);
+        Verdict::Accept
+    }
+
+    /// `ipt_do_table` for one table at one hook.
+    #[allow(clippy::too_many_arguments)]
+    fn run_table(
+        &mut self,
+        ti: usize,
+        hook: Hook,
+        pkt: &Packet,
+        cx: &Cx,
+        _mark: &mut u32,
+        path: &mut Vec<RuleId>,
+        last: &mut Decided,
+    ) -> TVerdict {
+        let h = Hook::ALL.iter().position(|x| *x == hook).expect("hook");
+        let Some(start) = self.prog.tables[ti].hooks[h] else { return TVerdict::Accept };
+        self.stack.clear();
+        let mut chain = start;
+        let mut i = self.prog.chains[chain as usize].first;
+        loop {
+            let c = &self.prog.chains[chain as usize];
+            if i >= c.end {
+                // Fell off the end: return to the caller, or the policy of a built-in.
+                match self.stack.pop() {
+                    Some((ret_chain, ret_i)) => {
+                        chain = ret_chain;
+                        i = ret_i;
+                        continue;
+                    }
+                    None => return self.policy(start, pkt, last, hook, ti),
+                }
+            }
+            let rule = &self.prog.rules[i as usize];
+            if !ip_match(rule, pkt, cx) || !eval_matches(&self.prog, &mut self.st, rule, pkt, cx, hook) {
+                i += 1;
+                continue;
+            }
+            let k = &mut self.counters[i as usize];
+            k.0 += 1;
+            k.1 += pkt.len as u64;
+            path.push(i);
+            match rule.target {
+                CTarget::Accept => {
+                    *last = Decided::Rule(i);
+                    return TVerdict::Accept;
+                }
+                CTarget::Drop => {
+                    *last = Decided::Rule(i);
+                    return TVerdict::Drop;
+                }
+                CTarget::Reject(w) => {
+                    *last = Decided::Rule(i);
+                    return TVerdict::Reject(w);
+                }
+                CTarget::Continue => i += 1,
+                CTarget::Return => match self.stack.pop() {
+                    Some((ret_chain, ret_i)) => {
+                        chain = ret_chain;
+                        i = ret_i;
+                    }
+                    None => return self.policy(start, pkt, last, hook, ti),
+                },
+                CTarget::Jump(to) => {
+                    self.stack.push((chain, i + 1));
+                    chain = to;
+                    i = self.prog.chains[to as usize].first;
+                }
+                CTarget::Goto(to) => {
+                    chain = to;
+                    i = self.prog.chains[to as usize].first;
+                }
+            }
+        }
+    }
+
+    fn policy(&mut self, chain: u32, pkt: &Packet, last: &mut Decided, hook: Hook, ti: usize) -> TVerdict {
+        let k = &mut self.policy_counters[chain as usize];
+        k.0 += 1;
+        k.1 += pkt.len as u64;
+        *last = Decided::Policy(self.prog.tables[ti].name, hook);
+        match self.prog.chains[chain as usize].policy {
+            Some(Policy::Drop) => TVerdict::Drop,
+            _ => TVerdict::Accept,
+        }
+    }
+}
+
+fn eval_matches(prog: &Program, st: &mut MatchState, rule: &CRule, pkt: &Packet, cx: &Cx, hook: Hook) -> bool {
+    let (a, b) = rule.matches;
+    for mi in a..b {
+        let ok = match &prog.matches[mi as usize] {
+            CMatch::True => true,
+            CMatch::Tcp { sport, dport, flags, option } => {
+                pkt.proto == proto::TCP
+                        && port_ok(sport, pkt.sport)
+                        && port_ok(dport, pkt.dport)
+                        && flags.is_none_or(|f| f.val.matches(pkt.flags) != f.inv)
+                        // Scenario packets carry no TCP options.
+                        && option.is_none_or(|o| o.inv)
+            }
+            CMatch::Udp { sport, dport } => {
+                pkt.proto == proto::UDP && port_ok(sport, pkt.sport) && port_ok(dport, pkt.dport)
+            }
+            CMatch::Icmp(t) => {
+                pkt.proto == proto::ICMP && t.is_none_or(|t| t.val.matches(pkt.icmp_type, pkt.icmp_code) != t.inv)
+            }
+            CMatch::Multiport(m) => {
+                let _ = PortSide::Src;
+                pkt.has_ports() && m.hits(pkt.sport, pkt.dport) != m.inv
+            }
+            CMatch::State { inv, bits } => (cx.ct & bits != 0) != *inv,
+            CMatch::Limit(id) => st.limits[*id as usize].take(cx.now),
+            CMatch::Recent(c) => {
+                let addr = match c.side {
+                    RecentSide::Source => pkt.src,
+                    RecentSide::Dest => pkt.dst,
+                };
+                // The TTL as seen before forwarding (SEMANTICS.md §3).
+                let forwardish = matches!(hook, Hook::Forward | Hook::Output | Hook::Postrouting);
+                let ttl = if forwardish && !cx.local_socket { pkt.ttl.wrapping_add(1) } else { pkt.ttl };
+                let c = *c;
+                st.recent[c.table as usize].eval(&c, addr, ttl, cx.now)
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn port_ok(p: &Option<crate::model::Neg<crate::model::PortRange>>, v: u16) -> bool {
+    p.is_none_or(|r| r.val.contains(v) != r.inv)
+}
+
+fn ip_match(rule: &CRule, pkt: &Packet, cx: &Cx) -> bool {
+    let ip = &rule.ip;
+    if let Some(s) = &ip.src {
+        if s.val.contains(pkt.src) == s.inv {
+            return false;
+        }
+    }
+    if let Some(d) = &ip.dst {
+        if d.val.contains(pkt.dst) == d.inv {
+            return false;
+        }
+    }
+    if let Some(t) = &ip.in_iface {
+        if !t.eval(cx.in_dev) {
+            return false;
+        }
+    }
+    if let Some(t) = &ip.out_iface {
+        if !t.eval(cx.out_dev) {
+            return false;
+        }
+    }
+    if let Some(p) = &ip.proto {
+        if (p.val == pkt.proto) == p.inv {
+            return false;
+        }
+    }
+    // Scenario packets are never fragments; with conntrack they would be reassembled.
+    if let Some(inv) = ip.fragment {
+        if !inv {
+            return false;
+        }
+    }
+    let _ = ctstate::NEW;
+    true
+}

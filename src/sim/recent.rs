@@ -1,0 +1,315 @@
+//! xt_recent, reproduced from `net/netfilter/xt_recent.c` (SEMANTICS.md §3).
+//!
+//! One [`RecentTable`] per name, sized once: `ip_list_tot` entries, each with a ring of
+//! `ring` stamps, all in flat vectors allocated at construction (no heap per packet).
+
+use std::collections::HashMap;
+
+use super::Jiffies;
+use crate::model::matches::{RecentMode, RecentSide};
+
+/// Key of an entry: the masked address as 128 bits, plus a family tag bit above.
+pub type AddrKey = (bool, u128);
+
+const NIL: u32 = u32::MAX;
+
+/// One named recent table.
+#[derive(Clone, Debug)]
+pub struct RecentTable {
+    /// The table's name (`--name`).
+    pub name: String,
+    /// Mask fixed by the creating rule, as 128 bits (IPv4 in the low 32).
+    pub mask4: u32,
+    /// IPv6 mask.
+    pub mask6: u128,
+    /// Stamps per entry (power of two).
+    ring: usize,
+    capacity: usize,
+    index: HashMap<AddrKey, u32>,
+    addr: Vec<AddrKey>,
+    ttl: Vec<u8>,
+    stamps: Vec<Jiffies>,
+    widx: Vec<u32>,
+    nstamps: Vec<u32>,
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    head: u32,
+    tail: u32,
+    free: Vec<u32>,
+}
+
+/// A snapshot of one entry, for reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentEntry {
+    /// Masked address.
+    pub addr: std::net::IpAddr,
+    /// TTL recorded.
+    pub ttl: u8,
+    /// Newest stamp.
+    pub last_seen: Jiffies,
+    /// Stamps held, in ring slot order (as /proc shows them).
+    pub stamps: Vec<Jiffies>,
+}
+
+/// Parameters of one recent evaluation (a compiled `-m recent`).
+#[derive(Clone, Copy, Debug)]
+pub struct RecentCheck {
+    /// Table index in the engine.
+    pub table: u32,
+    /// Action.
+    pub mode: RecentMode,
+    /// `!`
+    pub inv: bool,
+    /// `--seconds` × HZ, computed in 32 bits like the kernel (`info->seconds * HZ`).
+    pub window: Option<u32>,
+    /// `--reap`
+    pub reap: bool,
+    /// `--hitcount` (0 = none)
+    pub hitcount: u32,
+    /// `--rttl`
+    pub rttl: bool,
+    /// Source or destination address.
+    pub side: RecentSide,
+}
+
+impl RecentTable {
+    /// A table holding up to `capacity` entries of `ring` stamps each.
+    pub fn new(name: &str, mask4: u32, mask6: u128, capacity: usize, ring: usize) -> RecentTable {
+        let mut index = HashMap::new();
+        index.reserve(capacity + 1);
+        RecentTable {
+            name: name.to_string(),
+            mask4,
+            mask6,
+            ring,
+            capacity,
+            index,
+            addr: vec![(false, 0); capacity],
+            ttl: vec![0; capacity],
+            stamps: vec![0; capacity * ring],
+            widx: vec![0; capacity],
+            nstamps: vec![0; capacity],
+            prev: vec![NIL; capacity],
+            next: vec![NIL; capacity],
+            head: NIL,
+            tail: NIL,
+            free: (0..capacity as u32).rev().collect(),
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn unlink(&mut self, e: u32) {
+        let (p, n) = (self.prev[e as usize], self.next[e as usize]);
+        if p == NIL {
+            self.head = n;
+        } else {
+            self.next[p as usize] = n;
+        }
+        if n == NIL {
+            self.tail = p;
+        } else {
+            self.prev[n as usize] = p;
+        }
+        self.prev[e as usize] = NIL;
+        self.next[e as usize] = NIL;
+    }
+
+    fn push_tail(&mut self, e: u32) {
+        self.prev[e as usize] = self.tail;
+        self.next[e as usize] = NIL;
+        if self.tail == NIL {
+            self.head = e;
+        } else {
+            self.next[self.tail as usize] = e;
+        }
+        self.tail = e;
+    }
+
+    fn remove(&mut self, e: u32) {
+        self.unlink(e);
+        self.index.remove(&self.addr[e as usize]);
+        self.free.push(e);
+    }
+
+    /// `recent_entry_init`: evicts the LRU head when full, then records one stamp.
+    fn init(&mut self, key: AddrKey, ttl: u8, now: Jiffies) -> u32 {
+        if self.index.len() >= self.capacity {
+            let h = self.head;
+            self.remove(h);
+        }
+        let e = self.free.pop().expect("a slot is free after eviction");
+        let i = e as usize;
+        self.addr[i] = key;
+        self.ttl[i] = ttl;
+        self.stamps[i * self.ring] = now;
+        self.widx[i] = 1;
+        self.nstamps[i] = 1;
+        self.push_tail(e);
+        self.index.insert(key, e);
+        e
+    }
+
+    /// `recent_entry_update`: writes a stamp at the ring index and moves to the LRU tail.
+    fn update(&mut self, e: u32, now: Jiffies) {
+        let i = e as usize;
+        let mask = (self.ring - 1) as u32;
+        self.widx[i] &= mask;
+        self.stamps[i * self.ring + self.widx[i] as usize] = now;
+        self.widx[i] += 1;
+        if self.widx[i] > self.nstamps[i] {
+            self.nstamps[i] = self.widx[i];
+        }
+        self.unlink(e);
+        self.push_tail(e);
+    }
+
+    fn lookup(&self, key: AddrKey, ttl: u8) -> Option<u32> {
+        let e = *self.index.get(&key)?;
+        let et = self.ttl[e as usize];
+        (ttl == 0 || et == 0 || et == ttl).then_some(e)
+    }
+
+    /// Masks an address with the table's mask.
+    pub fn key(&self, addr: std::net::IpAddr) -> AddrKey {
+        match addr {
+            std::net::IpAddr::V4(a) => (false, (u32::from(a) & self.mask4) as u128),
+            std::net::IpAddr::V6(a) => (true, u128::from(a) & self.mask6),
+        }
+    }
+
+    /// Evaluates one `-m recent` match (`recent_mt`). `ttl` is the packet TTL already
+    /// adjusted for forwarded packets.
+    pub fn eval(&mut self, c: &RecentCheck, addr: std::net::IpAddr, ttl: u8, now: Jiffies) -> bool {
+        let mut ret = c.inv;
+        let key = self.key(addr);
+        let Some(e) = self.lookup(key, if c.rttl { ttl } else { 0 }) else {
+            if c.mode == RecentMode::Set {
+                self.init(key, ttl, now);
+                ret = !ret;
+            }
+            return ret;
+        };
+        match c.mode {
+            RecentMode::Set => ret = !ret,
+            RecentMode::Remove => {
+                self.remove(e);
+                return !ret;
+            }
+            RecentMode::Rcheck | RecentMode::Update => {
+                let time = now.wrapping_sub(c.window.unwrap_or(0) as u64);
+                let i = e as usize;
+                let mut hits = 0;
+                for s in &self.stamps[i * self.ring..i * self.ring + self.nstamps[i] as usize] {
+                    // time_after(time, stamp): the stamp is strictly older than the window.
+                    if c.window.is_some() && (s.wrapping_sub(time) as i64) < 0 {
+                        continue;
+                    }
+                    hits += 1;
+                    if c.hitcount == 0 || hits >= c.hitcount {
+                        ret = !ret;
+                        break;
+                    }
+                }
+                if c.reap {
+                    self.reap(time, e);
+                }
+            }
+        }
+        if c.mode == RecentMode::Set || (c.mode == RecentMode::Update && ret) {
+            self.update(e, now);
+            self.ttl[e as usize] = ttl;
+        }
+        ret
+    }
+
+    /// `recent_entry_reap`: only the LRU head is looked at, and never the working entry.
+    fn reap(&mut self, time: Jiffies, working: u32) {
+        let h = self.head;
+        if h == NIL || h == working {
+            return;
+        }
+        let i = h as usize;
+        let last = self.stamps[i * self.ring + (self.widx[i] as usize + self.ring - 1) % self.ring];
+        if (last.wrapping_sub(time) as i64) < 0 {
+            self.remove(h);
+        }
+    }
+
+    /// Entries in LRU order (oldest record first).
+    pub fn entries(&self) -> Vec<RecentEntry> {
+        let mut out = Vec::new();
+        let mut e = self.head;
+        while e != NIL {
+            let i = e as usize;
+            let (v6, a) = self.addr[i];
+            let addr = if v6 { std::net::IpAddr::V6(a.into()) } else { std::net::IpAddr::V4((a as u32).into()) };
+            let n = self.nstamps[i] as usize;
+            let stamps = self.stamps[i * self.ring..i * self.ring + n].to_vec();
+            let last = self.stamps[i * self.ring + (self.widx[i] as usize + self.ring - 1) % self.ring];
+            out.push(RecentEntry { addr, ttl: self.ttl[i], last_seen: last, stamps });
+            e = self.next[i];
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(mode: RecentMode, secs: Option<u32>, hit: u32) -> RecentCheck {
+        RecentCheck {
+            table: 0,
+            mode,
+            inv: false,
+            window: secs.map(|s| s * 250),
+            reap: false,
+            hitcount: hit,
+            rttl: false,
+            side: RecentSide::Source,
+        }
+    }
+
+    #[test]
+    fn ssh_throttle_blocks_the_fourth_connection() {
+        // SEMANTICS.md §3 example: --set, then --update --seconds 60 --hitcount 4.
+        let mut t = RecentTable::new("SSH", u32::MAX, u128::MAX, 100, 32);
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let set = check(RecentMode::Set, None, 0);
+        let upd = check(RecentMode::Update, Some(60), 4);
+        let mut blocked = Vec::new();
+        for k in 0..5u64 {
+            let now = 1000 + k * 250;
+            t.eval(&set, a, 64, now);
+            blocked.push(t.eval(&upd, a, 64, now));
+        }
+        assert_eq!(blocked, [false, false, false, true, true]);
+    }
+
+    #[test]
+    fn window_is_inclusive_and_eviction_is_lru() {
+        let mut t = RecentTable::new("k", u32::MAX, u128::MAX, 2, 32);
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let c: std::net::IpAddr = "10.0.0.3".parse().unwrap();
+        let set = check(RecentMode::Set, None, 0);
+        t.eval(&set, a, 64, 100);
+        let rc = check(RecentMode::Rcheck, Some(10), 0);
+        assert!(t.eval(&rc, a, 64, 100 + 2500));
+        assert!(!t.eval(&rc, a, 64, 100 + 2501));
+        t.eval(&set, b, 64, 200);
+        t.eval(&set, c, 64, 300); // evicts a, the least recently recorded
+        let any = check(RecentMode::Rcheck, None, 0);
+        assert!(!t.eval(&any, a, 64, 400));
+        assert!(t.eval(&any, b, 64, 400) && t.eval(&any, c, 64, 400));
+    }
+}
