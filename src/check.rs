@@ -85,3 +85,152 @@ pub fn replay(engine: &mut Engine, src: &mut dyn RowSource, obs: &mut dyn Observ
     obs.finish(engine, &sum)?;
     Ok(sum)
 }
+
+/// One rule on a packet's path, named as reports show it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PathStep {
+    /// Table.
+    pub table: crate::model::TableName,
+    /// Chain name.
+    pub chain: String,
+    /// 1-based position in the chain.
+    pub rule: u32,
+    /// 1-based line of the rule in the ruleset file.
+    pub line: u32,
+}
+
+/// A packet the host sent in answer to a trace packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyRecord {
+    /// Why it was sent.
+    pub kind: crate::sim::host::ReplyKind,
+    /// The packet (its `iface` id is meaningless here; see `iface`).
+    pub pkt: crate::packet::Packet,
+    /// The interface it left by.
+    pub iface: String,
+    /// Its fate in OUTPUT/POSTROUTING.
+    pub verdict: Verdict,
+}
+
+/// What happened to one trace row, independent of the backend that computed it (the
+/// simulator or the kernel): what `report` prints and the conformance check compares.
+#[derive(Clone, Debug)]
+pub struct PacketRecord {
+    /// The trace row.
+    pub row: Row,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why the kernel dropped it before any rule, when known.
+    pub stage: Option<&'static str>,
+    /// Rules whose counters the packet (and then the host's replies) bumped.
+    pub path: Vec<PathStep>,
+    /// The host's replies.
+    pub replies: Vec<ReplyRecord>,
+}
+
+impl PacketRecord {
+    /// The record of a simulated packet.
+    pub fn from_sim(row: &Row, out: &Outcome, engine: &Engine) -> PacketRecord {
+        let path = out
+            .path
+            .iter()
+            .map(|&r| {
+                let i = &engine.program().info[r as usize];
+                PathStep { table: i.table, chain: i.chain.clone(), rule: i.pos, line: i.span.line }
+            })
+            .collect();
+        let replies = out
+            .replies
+            .iter()
+            .map(|r| ReplyRecord {
+                kind: r.why,
+                pkt: r.pkt,
+                iface: engine.ifaces.name(r.pkt.iface).to_string(),
+                verdict: r.verdict,
+            })
+            .collect();
+        let stage = match out.decided {
+            crate::sim::Decided::Stage(s) => Some(s),
+            _ => None,
+        };
+        PacketRecord { row: *row, verdict: out.verdict, stage, path, replies }
+    }
+}
+
+/// One entry of a recent table at the end of a trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecentRecord {
+    /// Masked address.
+    pub addr: std::net::IpAddr,
+    /// Stamps held.
+    pub hits: usize,
+    /// Newest stamp, in seconds since the trace start.
+    pub last_seen: f64,
+}
+
+/// Kernel state at the end of a trace, independent of the backend.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FinalRecord {
+    /// Recent tables by name (sorted), entries sorted by address.
+    pub recent: Vec<(String, Vec<RecentRecord>)>,
+    /// Non-zero rule counters by `table:chain:pos` (sorted): (packets, bytes).
+    pub counters: Vec<(String, (u64, u64))>,
+}
+
+impl FinalRecord {
+    /// The final state of a simulation.
+    pub fn from_sim(engine: &Engine) -> FinalRecord {
+        let start = crate::sim::initial_jiffies(engine.config().hz);
+        let hz = engine.config().hz as f64;
+        let mut recent: Vec<(String, Vec<RecentRecord>)> = engine
+            .recent_tables()
+            .iter()
+            .map(|t| {
+                let mut entries: Vec<RecentRecord> = t
+                    .entries()
+                    .iter()
+                    .map(|e| RecentRecord {
+                        addr: e.addr,
+                        hits: e.stamps.len(),
+                        last_seen: (e.last_seen as f64 - start as f64) / hz,
+                    })
+                    .collect();
+                entries.sort_by_key(|e| e.addr);
+                (t.name.clone(), entries)
+            })
+            .collect();
+        recent.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut counters: Vec<(String, (u64, u64))> = engine
+            .counters
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| *p > 0)
+            .map(|(i, &c)| {
+                let info = &engine.program().info[i];
+                (format!("{}:{}:{}", info.table, info.chain, info.pos), c)
+            })
+            .collect();
+        counters.sort();
+        FinalRecord { recent, counters }
+    }
+}
+
+/// An observer that keeps every record, for comparing backends.
+#[derive(Debug, Default)]
+pub struct Collect {
+    /// One record per row.
+    pub packets: Vec<PacketRecord>,
+    /// The final state.
+    pub last: FinalRecord,
+}
+
+impl Observer for Collect {
+    fn packet(&mut self, row: &Row, _now: Jiffies, out: &Outcome, engine: &Engine) -> io::Result<()> {
+        self.packets.push(PacketRecord::from_sim(row, out, engine));
+        Ok(())
+    }
+    fn finish(&mut self, engine: &Engine, _summary: &Summary) -> io::Result<()> {
+        self.last = FinalRecord::from_sim(engine);
+        Ok(())
+    }
+}

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod gen;
+
 use crate::diag::{self, RenderOptions, SourceFile};
 use crate::model::{PrintOptions, SavePrinter};
 
@@ -169,10 +171,7 @@ pub enum Command {
         scenario: Vec<PathBuf>,
     },
     /// Generate packet scenarios (scans, floods, knocks)
-    Gen {
-        /// What to generate.
-        kind: String,
-    },
+    Gen(gen::GenArgs),
     /// Print shell completions
     #[command(after_help = "Example:\n  fwverify completions bash > /etc/bash_completion.d/fwverify")]
     Completions {
@@ -348,7 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Lint { .. } => not_yet("lint", 4),
         Command::Diff { .. } => not_yet("diff", 4),
         Command::Plot { .. } => not_yet("plot", 3),
-        Command::Gen { .. } => not_yet("gen", 3),
+        Command::Gen(args) => gen::run(args, &mut stdout),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fwverify", &mut stdout);
             Ok(exit::OK)

@@ -26,12 +26,15 @@ pub mod trace;
 pub use parse::Parsed;
 
 /// Parses a ruleset and runs every load-time check, including those that need the chain
-/// graph (loops reachable from built-in chains).
+/// graph (loops reachable from built-in chains; targets and matches reached from hooks
+/// the kernel refuses them in).
 pub fn load(text: &str) -> Parsed {
     let mut parsed = parse::parse(text);
-    let loops = graph::ChainGraph::build(&parsed.ruleset).loop_errors();
-    if !loops.is_empty() {
-        parsed.diagnostics.extend(loops);
+    let graph = graph::ChainGraph::build(&parsed.ruleset);
+    let mut found = graph.loop_errors();
+    found.extend(graph.hook_errors());
+    if !found.is_empty() {
+        parsed.diagnostics.extend(found);
         parsed.diagnostics.sort_by_key(|d| d.span.map(|s| (s.start, s.end)).unwrap_or((u32::MAX, 0)));
     }
     parsed

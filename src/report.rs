@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use crate::check::{Observer, Summary};
+use crate::check::{FinalRecord, Observer, PacketRecord, Summary};
 use crate::diag::SourceFile;
 use crate::packet::{proto, FlagLetters, Packet};
 use crate::sim::{initial_jiffies, Decided, Engine, Jiffies, Outcome};
@@ -49,7 +49,13 @@ pub fn decided_by(d: Decided, engine: &Engine, src: &SourceFile) -> String {
         Decided::Rule(r) => {
             let info = &engine.program().info[r as usize];
             let (line, _) = src.line_col(info.span.start as usize);
-            format!("{}:{line} {} {} #{}", src.name(), info.table, info.chain, info.pos)
+            let text = src.line_text(line);
+            let text = if text.chars().count() > 70 {
+                format!("{}…", text.chars().take(69).collect::<String>())
+            } else {
+                text.to_string()
+            };
+            format!("{}:{line} [{} {} #{}] {text}", src.name(), info.table, info.chain, info.pos)
         }
         Decided::Policy(t, h) => format!("policy of {t} {}", h.name()),
         Decided::Stage(s) => s.to_string(),
@@ -187,69 +193,79 @@ impl<W: Write> JsonReport<W> {
     }
 }
 
-impl<W: Write> Observer for JsonReport<W> {
-    fn packet(&mut self, row: &Row, _now: Jiffies, out: &Outcome, engine: &Engine) -> io::Result<()> {
+impl<W: Write> JsonReport<W> {
+    /// Writes one packet of the current scenario.
+    pub fn write_packet(&mut self, rec: &PacketRecord) -> io::Result<()> {
         if !self.first_packet {
             self.out.write_all(b",")?;
         }
         self.first_packet = false;
-        let path: Vec<serde_json::Value> = out
-            .path
-            .iter()
-            .map(|&r| {
-                let i = &engine.program().info[r as usize];
-                serde_json::json!({"table": i.table.as_str(), "chain": i.chain, "rule": i.pos, "line": i.span.line})
-            })
-            .collect();
-        let replies: Vec<serde_json::Value> = out
-            .replies
-            .iter()
-            .map(|r| serde_json::json!({"kind": r.why.as_str(), "packet": describe(&r.pkt, engine.ifaces.name(r.pkt.iface)), "verdict": r.verdict.as_str()}))
-            .collect();
-        let mut v = serde_json::json!({
-            "row": row.row,
-            "time": seconds(row.time_ns),
-            "verdict": out.verdict.as_str(),
-            "path": path,
-        });
-        if let Decided::Stage(s) = out.decided {
-            v["stage"] = serde_json::json!(s);
-        }
-        if !replies.is_empty() {
-            v["replies"] = serde_json::json!(replies);
-        }
-        if let Some(e) = row.expect {
-            v["expect"] = serde_json::json!(e.as_str());
-            v["ok"] = serde_json::json!(e == out.verdict);
-        }
-        serde_json::to_writer(&mut self.out, &v)?;
+        serde_json::to_writer(&mut self.out, &packet_json(rec))?;
         Ok(())
     }
 
+    /// Closes the current scenario with its recent tables and counters.
+    pub fn write_final(&mut self, last: &FinalRecord) -> io::Result<()> {
+        let (recent, counters) = final_json(last);
+        write!(self.out, "],\"recent\":{recent},\"counters\":{counters}}}")
+    }
+}
+
+/// The JSON object of one packet (the module docs give the shape).
+pub fn packet_json(rec: &PacketRecord) -> serde_json::Value {
+    let row = &rec.row;
+    let path: Vec<serde_json::Value> = rec
+        .path
+        .iter()
+        .map(|p| serde_json::json!({"table": p.table.as_str(), "chain": p.chain, "rule": p.rule, "line": p.line}))
+        .collect();
+    let replies: Vec<serde_json::Value> = rec
+        .replies
+        .iter()
+        .map(|r| serde_json::json!({"kind": r.kind.as_str(), "packet": describe(&r.pkt, &r.iface), "verdict": r.verdict.as_str()}))
+        .collect();
+    let mut v = serde_json::json!({
+        "row": row.row,
+        "time": seconds(row.time_ns),
+        "verdict": rec.verdict.as_str(),
+        "path": path,
+    });
+    if let Some(s) = rec.stage {
+        v["stage"] = serde_json::json!(s);
+    }
+    if !replies.is_empty() {
+        v["replies"] = serde_json::json!(replies);
+    }
+    if let Some(e) = row.expect {
+        v["expect"] = serde_json::json!(e.as_str());
+        v["ok"] = serde_json::json!(e == rec.verdict);
+    }
+    v
+}
+
+/// The `recent` and `counters` objects that close a scenario.
+pub fn final_json(last: &FinalRecord) -> (serde_json::Value, serde_json::Value) {
+    let mut recent = serde_json::Map::new();
+    for (name, entries) in &last.recent {
+        let list: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| serde_json::json!({"addr": e.addr.to_string(), "hits": e.hits, "last_seen": e.last_seen}))
+            .collect();
+        recent.insert(name.clone(), serde_json::Value::Array(list));
+    }
+    let mut counters = serde_json::Map::new();
+    for (key, (p, b)) in &last.counters {
+        counters.insert(key.clone(), serde_json::json!([p, b]));
+    }
+    (serde_json::Value::Object(recent), serde_json::Value::Object(counters))
+}
+
+impl<W: Write> Observer for JsonReport<W> {
+    fn packet(&mut self, row: &Row, _now: Jiffies, out: &Outcome, engine: &Engine) -> io::Result<()> {
+        self.write_packet(&PacketRecord::from_sim(row, out, engine))
+    }
+
     fn finish(&mut self, engine: &Engine, _s: &Summary) -> io::Result<()> {
-        let start = initial_jiffies(engine.config().hz);
-        let mut recent = serde_json::Map::new();
-        for t in engine.recent_tables() {
-            let mut entries: Vec<_> = t.entries();
-            entries.sort_by_key(|e| e.addr);
-            let list: Vec<serde_json::Value> = entries
-                .iter()
-                .map(|e| serde_json::json!({"addr": e.addr.to_string(), "hits": e.stamps.len(), "last_seen": rel(e.last_seen, start, engine)}))
-                .collect();
-            recent.insert(t.name.clone(), serde_json::Value::Array(list));
-        }
-        let mut counters = serde_json::Map::new();
-        for (i, (p, b)) in engine.counters.iter().enumerate() {
-            if *p > 0 {
-                let info = &engine.program().info[i];
-                counters.insert(format!("{}:{}:{}", info.table, info.chain, info.pos), serde_json::json!([p, b]));
-            }
-        }
-        write!(
-            self.out,
-            "],\"recent\":{},\"counters\":{}}}",
-            serde_json::Value::Object(recent),
-            serde_json::Value::Object(counters)
-        )
+        self.write_final(&FinalRecord::from_sim(engine))
     }
 }

@@ -54,7 +54,7 @@ fn iface(opt: &'static str) -> impl Strategy<Value = String> {
 fn port_range() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<u16>().prop_map(|p| p.to_string()),
-        prop_oneof![Just(22u16), Just(80), Just(443), 0u16..1024],
+        prop_oneof![Just(22u16), Just(80), Just(443), 0u16..1024].prop_map(|p| p.to_string()),
         (any::<u16>(), any::<u16>())
             .prop_filter("N:N is saved as N", |(a, b)| a != b)
             .prop_map(|(a, b)| format!("{a}:{b}")),
@@ -342,7 +342,7 @@ fn rule(chain: usize) -> impl Strategy<Value = String> {
 
 /// A filter table: three built-in chains with random policies, the user chains, and up
 /// to 12 rules in random chains (printed grouped by chain, in save order).
-fn ruleset() -> impl Strategy<Value = String> {
+pub(crate) fn ruleset() -> impl Strategy<Value = String> {
     let rules = prop::collection::vec((0..CHAINS.len()).prop_flat_map(|c| (Just(c), rule(c))), 0..12);
     (any::<[bool; 3]>(), rules).prop_map(|(pol, mut rules)| {
         rules.sort_by_key(|(c, _)| *c);
@@ -376,6 +376,7 @@ proptest! {
 
     #[test]
     fn canonical_rules_print_back_unchanged(text in ruleset()) {
+        if std::env::var_os("FWV_SHOW").is_some() { eprintln!("{text}"); }
         let parsed = fwverify::load(&text);
         let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error())
             .map(|d| format!("{} line {}: {}", d.code, d.span.map_or(0, |s| s.line), d.message))

@@ -187,18 +187,26 @@ pub struct Tcp {
     pub flags: Option<Neg<FlagTest>>,
 }
 
+/// Writes ` [!] --name RANGE` unless the range is `0:65535`: libxt_tcp and libxt_udp save a
+/// port option only when it is not the full range, and then drop its `!` too (verified:
+/// `! --sport 0:65535` saves as nothing). The model keeps it for matching.
+fn port_opt(f: &mut fmt::Formatter<'_>, name: &str, p: &Option<Neg<PortRange>>) -> fmt::Result {
+    match p {
+        Some(p) if !p.val.is_full() => opt(f, p.inv, name, p.val),
+        _ => Ok(()),
+    }
+}
+
 impl fmt::Display for Tcp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(p) = &self.sport {
-            opt(f, p.inv, "sport", p.val)?;
-        }
-        if let Some(p) = &self.dport {
-            opt(f, p.inv, "dport", p.val)?;
-        }
+        port_opt(f, "sport", &self.sport)?;
+        port_opt(f, "dport", &self.dport)?;
         if let Some(o) = &self.option {
             opt(f, o.inv, "tcp-option", o.val)?;
         }
-        if let Some(t) = &self.flags {
+        // libxt_tcp saves the flags when the mask is not empty or the test is inverted
+        // (verified: `--tcp-flags NONE SYN` saves as nothing).
+        if let Some(t) = self.flags.as_ref().filter(|t| t.inv || t.val.mask.0 != 0) {
             opt(f, t.inv, "tcp-flags", format_args!("{} {}", t.val.mask, t.val.comp))?;
         }
         Ok(())
@@ -216,13 +224,8 @@ pub struct Udp {
 
 impl fmt::Display for Udp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(p) = &self.sport {
-            opt(f, p.inv, "sport", p.val)?;
-        }
-        if let Some(p) = &self.dport {
-            opt(f, p.inv, "dport", p.val)?;
-        }
-        Ok(())
+        port_opt(f, "sport", &self.sport)?;
+        port_opt(f, "dport", &self.dport)
     }
 }
 
@@ -1344,7 +1347,7 @@ impl fmt::Display for IpRange {
 }
 
 /// `-m iprange` (revision 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Iprange {
     /// `[!] --src-range`
     pub src: Option<Neg<IpRange>>,

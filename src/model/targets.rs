@@ -711,3 +711,97 @@ impl fmt::Display for Redirect {
         write_flags(f, self.random, false, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(table: &str, rule: &str) -> Target {
+        let parsed = crate::load(&format!("*{table}\n-A {rule}\nCOMMIT\n"));
+        assert!(!parsed.has_errors(), "{rule}: {:?}", parsed.diagnostics);
+        let t = &parsed.ruleset.tables[0];
+        let r = t.chains.iter().flat_map(|c| &c.rules).next().expect("one rule");
+        r.target.as_ref().expect("a target").t.clone()
+    }
+
+    #[test]
+    fn verdict_or_continue() {
+        for (table, rule) in [
+            ("nat", "PREROUTING -j DNAT --to 1.2.3.4"),
+            ("nat", "POSTROUTING -j SNAT --to 1.2.3.4"),
+            ("nat", "POSTROUTING -j MASQUERADE"),
+            ("nat", "PREROUTING -j REDIRECT"),
+        ] {
+            let t = target(table, rule);
+            assert_eq!(t.flow(), Flow::Accept, "{rule}");
+            assert!(t.is_verdict() && t.is_terminal(), "{rule}");
+        }
+        for (table, rule) in [
+            ("mangle", "PREROUTING -j MARK --set-mark 1"),
+            ("mangle", "PREROUTING -j CONNMARK --save-mark"),
+            ("raw", "PREROUTING -j CT --notrack"),
+            ("raw", "PREROUTING -j NOTRACK"),
+            ("mangle", "FORWARD -p tcp --syn -j TCPMSS --clamp-mss-to-pmtu"),
+            ("filter", "INPUT -j NFLOG"),
+            ("filter", "INPUT -j LOG"),
+        ] {
+            let t = target(table, rule);
+            assert_eq!(t.flow(), Flow::Continue, "{rule}");
+            assert!(!t.is_verdict() && !t.is_terminal(), "{rule}");
+        }
+        assert_eq!(Target::Drop.flow(), Flow::Drop);
+        assert!(target("filter", "INPUT -j REJECT").is_terminal());
+        assert_eq!(Target::Return.flow(), Flow::Return);
+        assert!(!Target::Return.is_terminal());
+        assert_eq!(Target::Chain("X".into()).flow(), Flow::Chain);
+        assert_eq!(Target::Queue.flow(), Flow::Queue);
+    }
+
+    #[test]
+    fn mark_arithmetic() {
+        // --set-xmark V/M: (mark & !M) ^ V
+        assert_eq!(Mark { value: 0x5, mask: u32::MAX }.apply(0xabcd), 0x5);
+        assert_eq!(Mark { value: 0x10, mask: 0xf0 }.apply(0xff), 0x1f);
+        assert_eq!(Mark { value: 0, mask: !3 }.apply(0xff), 0x3); // --and-mark 3
+        assert_eq!(Mark { value: 1, mask: 1 }.apply(0x10), 0x11); // --or-mark 1
+        assert_eq!(Mark { value: 3, mask: 0 }.apply(0x1), 0x2); // --xor-mark 3
+    }
+
+    #[test]
+    fn connmark_arithmetic() {
+        let set = Connmark { mode: ConnmarkMode::Set { value: 7, ctmask: 0xff }, shift_right: false, shift_bits: 0 };
+        assert_eq!(set.apply(0x1, 0x1234), (0x1, 0x1207));
+        let save =
+            Connmark { mode: ConnmarkMode::Save { nfmask: 0xf, ctmask: 0xf0 }, shift_right: false, shift_bits: 4 };
+        assert_eq!(save.apply(0x3, 0xfff), (0x3, 0xf3f));
+        let restore =
+            Connmark { mode: ConnmarkMode::Restore { nfmask: 0xff, ctmask: 0xf0 }, shift_right: true, shift_bits: 4 };
+        assert_eq!(restore.apply(0x1234, 0x5a), (0x1205, 0x5a));
+    }
+
+    #[test]
+    fn addresses_like_inet_ntop() {
+        let v6 = |s: &str| ntop(IpAddr::V6(s.parse().unwrap()));
+        assert_eq!(v6("::1"), "::1");
+        assert_eq!(v6("::"), "::");
+        assert_eq!(v6("::1:80"), "::0.1.0.128");
+        assert_eq!(v6("::1.2.3.4"), "::1.2.3.4");
+        assert_eq!(v6("::ffff:1.2.3.4"), "::ffff:1.2.3.4");
+        assert_eq!(v6("::100"), "::100");
+        assert_eq!(v6("1:0:0:2:0:0:0:3"), "1:0:0:2::3");
+        assert_eq!(ntop(IpAddr::V4([10, 0, 0, 1].into())), "10.0.0.1");
+    }
+
+    #[test]
+    fn nat_range_text() {
+        let p = |lo, hi, base| Some(NatPorts { range: PortRange { lo, hi }, base });
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::9".parse().unwrap();
+        assert_eq!(
+            NatRange { addrs: Some((a, b)), ports: p(80, 90, Some(100)) }.to_string(),
+            "[2001:db8::1-2001:db8::9]:80-90/100"
+        );
+        assert_eq!(NatRange { addrs: Some((a, a)), ports: None }.to_string(), "2001:db8::1");
+        assert_eq!(NatRange { addrs: None, ports: p(80, 80, None) }.to_string(), ":80");
+    }
+}

@@ -246,7 +246,7 @@ impl State<'_> {
         // matching turns `--set` into `--set-counters` (SEMANTICS.md §1.6).
         let prefix_hits = self.prefix_candidates(name);
         if prefix_hits.is_empty() {
-            if self.load_implicit_proto(tok.span)? {
+            if self.load_implicit_proto(name, tok.span)? {
                 return Ok(None);
             }
             if let Some(r) = self.give_to_schemaless(name) {
@@ -334,12 +334,16 @@ impl State<'_> {
         Some(Resolved::Module(k, usize::MAX))
     }
 
-    fn load_implicit_proto(&mut self, at: Span) -> Result<bool, Diagnostic> {
+    /// Loads the `-p` protocol's match implicitly, as iptables does for an option no loaded
+    /// module knows, but only when that match has the option `--name` (or one it
+    /// abbreviates): an option of a schemaless opaque module must not leave an empty
+    /// `-m tcp` behind (`-p udp -m conntrack --ctstate NEW` saves without `-m udp`).
+    fn load_implicit_proto(&mut self, name: &str, at: Span) -> Result<bool, Diagnostic> {
         if self.proto_loaded {
             return Ok(false);
         }
         let Some(p) = self.ip.proto else { return Ok(false) };
-        let name = match (p.val, self.family) {
+        let module = match (p.val, self.family) {
             (Proto::TCP, _) => "tcp",
             (Proto::UDP, _) => "udp",
             (Proto::ICMP, Family::V4) => "icmp",
@@ -349,10 +353,19 @@ impl State<'_> {
             (Proto(136), _) => "udplite",
             _ => return Ok(false),
         };
-        if self.matches.iter().any(|m| m.parser.name() == name) {
+        if self.matches.iter().any(|m| m.parser.name() == module) {
             return Ok(false);
         }
-        let Some(parser) = modules::match_parser(name, self.family) else { return Ok(false) };
+        let Some(parser) = modules::match_parser(module, self.family) else { return Ok(false) };
+        let owns = if parser.schemaless() {
+            // Takes any option: claim it unless a loaded schemaless module can take it.
+            modules::module_with_option(name) == Some(module) || !self.matches.iter().any(|m| m.parser.schemaless())
+        } else {
+            parser.opts().iter().any(|d| d.name.starts_with(name))
+        };
+        if !owns {
+            return Ok(false);
+        }
         self.proto_loaded = true;
         self.matches.push(Loaded { parser, start: at, end: at, implicit: true });
         Ok(true)

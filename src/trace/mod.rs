@@ -5,6 +5,7 @@
 //! does not grow with trace length.
 
 pub mod csv;
+pub mod gen;
 
 use std::fmt;
 

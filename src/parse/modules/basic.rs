@@ -3,7 +3,7 @@
 use super::{bad, o, parse_port, parse_port_range, req, twice, Arg, Cx, MatchParser, OptDef, Val};
 use crate::diag::Diagnostic;
 use crate::model::matches::{ctstate, Comment, FlagTest, Icmp, IcmpType, Multiport, PortSide, State, Tcp, Udp};
-use crate::model::{Family, Match, Neg, Proto, TcpFlags};
+use crate::model::{Family, Match, Neg, PortRange, Proto, TcpFlags};
 
 pub(super) fn match_parser(name: &str, family: Family) -> Option<Box<dyn MatchParser>> {
     Some(match name {
@@ -58,13 +58,13 @@ impl MatchParser for TcpP {
                 if t.sport.is_some() {
                     return Err(twice(cx, "tcp", "sport"));
                 }
-                t.sport = Some(Neg { inv, val: parse_port_range(&req(val, cx)?)? });
+                t.sport = Some(Neg { inv, val: tcp_port_range(&req(val, cx)?)? });
             }
             2 | 3 => {
                 if t.dport.is_some() {
                     return Err(twice(cx, "tcp", "dport"));
                 }
-                t.dport = Some(Neg { inv, val: parse_port_range(&req(val, cx)?)? });
+                t.dport = Some(Neg { inv, val: tcp_port_range(&req(val, cx)?)? });
             }
             4 | 5 => {
                 if t.flags.is_some() {
@@ -99,20 +99,21 @@ impl MatchParser for TcpP {
     }
     fn finish(self: Box<Self>, cx: &mut Cx) -> Result<Match, Diagnostic> {
         need_proto(cx, "tcp", &[Proto::TCP])?;
-        for r in [self.0.sport, self.0.dport].into_iter().flatten() {
-            if r.val.lo > r.val.hi {
-                cx.diags.push(
-                    Diagnostic::warning(
-                        "W0004",
-                        cx.at,
-                        format!("port range {}:{} is reversed and never matches", r.val.lo, r.val.hi),
-                    )
-                    .help(format!("write {}:{}", r.val.hi, r.val.lo)),
-                );
-            }
-        }
         Ok(Match::Tcp(self.0))
     }
+}
+
+/// A tcp port range: libxt_tcp refuses a reversed one (verified: `--dport 1000:999` →
+/// `invalid portrange (min > max)`), unlike libxt_udp, which keeps it.
+fn tcp_port_range(v: &Val) -> Result<PortRange, Diagnostic> {
+    let r = parse_port_range(v)?;
+    if r.lo > r.hi {
+        return Err(Diagnostic::error("E0105", v.span, format!("tcp: port range `{}` is reversed", v.text))
+            .label("the first port is larger than the last")
+            .note("iptables: invalid portrange (min > max)")
+            .help(format!("write `{}:{}`", r.hi, r.lo)));
+    }
+    Ok(r)
 }
 
 struct UdpP(Udp);
@@ -136,7 +137,17 @@ impl MatchParser for UdpP {
         if slot.is_some() {
             return Err(twice(cx, "udp", if opt < 2 { "sport" } else { "dport" }));
         }
-        *slot = Some(Neg { inv, val: parse_port_range(&req(val, cx)?)? });
+        let v = req(val, cx)?;
+        let r = parse_port_range(&v)?;
+        if r.lo > r.hi {
+            cx.diags.push(
+                Diagnostic::warning("W0004", v.span, format!("udp: port range `{}` is reversed and never matches", v.text))
+                    .label("the first port is larger than the last")
+                    .note("iptables keeps a reversed udp range (unlike tcp, where it is an error)")
+                    .help(format!("write `{}:{}`", r.hi, r.lo)),
+            );
+        }
+        *slot = Some(Neg { inv, val: r });
         Ok(())
     }
     fn finish(self: Box<Self>, cx: &mut Cx) -> Result<Match, Diagnostic> {
@@ -247,7 +258,37 @@ impl MatchParser for IcmpP {
     }
     fn finish(self: Box<Self>, cx: &mut Cx) -> Result<Match, Diagnostic> {
         need_proto(cx, "icmp", &[Proto::ICMP])?;
+        if self.0.is_none() {
+            return Err(Diagnostic::error("E0108", cx.at, "icmp: `--icmp-type` is required")
+                .note("iptables: icmp: option \"--icmp-type\" must be specified")
+                .help("add e.g. `--icmp-type echo-request`, or drop `-m icmp` (`-p icmp` alone matches every ICMP packet)"));
+        }
         Ok(Match::Icmp(Icmp { ty: self.0 }))
+    }
+}
+
+/// One item of a multiport list: `PORT` or `LO:HI` with both ends given and `LO < HI`
+/// (libxt_multiport: `1000:` → ``invalid port/service `' specified``, `5:5` and `9:8` →
+/// `invalid portrange specified`; verified).
+fn multiport_item(part: &str, v: &Val) -> Result<PortRange, Diagnostic> {
+    let port = |p: &str| {
+        parse_port(p).ok_or_else(|| {
+            Diagnostic::error("E0105", v.span, format!("multiport: invalid port `{p}` in `{part}`"))
+                .note(format!("iptables: invalid port/service `{p}' specified"))
+                .help("write ports 0-65535 or service names, and ranges as `LOW:HIGH` with both ends")
+        })
+    };
+    match part.split_once(':') {
+        None => Ok(PortRange::single(port(part)?)),
+        Some((a, b)) => {
+            let (lo, hi) = (port(a)?, port(b)?);
+            if lo >= hi {
+                return Err(Diagnostic::error("E0105", v.span, format!("multiport: invalid port range `{part}`"))
+                    .note("iptables: invalid portrange specified (the first port must be smaller than the last)")
+                    .help(if lo == hi { format!("write `{lo}`") } else { format!("write `{hi}:{lo}`") }));
+            }
+            Ok(PortRange { lo, hi })
+        }
     }
 }
 
@@ -292,8 +333,7 @@ impl MatchParser for MultiportP {
         let mut ports = Vec::new();
         let mut slots = 0;
         for part in v.text.split(',') {
-            let pv = Val { text: part.to_string(), span: v.span };
-            let r = parse_port_range(&pv)?;
+            let r = multiport_item(part, &v)?;
             slots += if part.contains(':') { 2 } else { 1 };
             ports.push(r);
         }
@@ -302,7 +342,6 @@ impl MatchParser for MultiportP {
                 .note("iptables: too many ports specified (a range takes two slots)")
                 .help("split the list over several rules"));
         }
-        let _ = parse_port;
         self.0 = Some(Multiport { side, inv, ports });
         Ok(())
     }
@@ -335,7 +374,7 @@ pub(crate) fn parse_states(v: &Val, allow_nat: bool) -> Result<u8, Diagnostic> {
             Some((_, b)) => bits |= b,
             None => {
                 return Err(Diagnostic::error("E0105", v.span, format!("bad state `{part}`"))
-                    .note(format!("iptables: Bad ctstate \"{part}\""))
+                    .note(format!("iptables: Bad {} \"{part}\"", if allow_nat { "ctstate" } else { "state" }))
                     .help("states are INVALID, NEW, RELATED, ESTABLISHED, UNTRACKED"))
             }
         }

@@ -7,6 +7,7 @@
 //! iptables-restore.
 
 mod basic;
+mod ext;
 mod opaque;
 mod recent;
 mod targets;
@@ -124,6 +125,9 @@ pub(crate) fn match_parser(name: &str, family: Family) -> Option<Box<dyn MatchPa
         return Some(p);
     }
     if let Some(p) = recent::match_parser(name, family) {
+        return Some(p);
+    }
+    if let Some(p) = ext::match_parser(name, family) {
         return Some(p);
     }
     opaque::match_parser(name)
