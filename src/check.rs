@@ -59,6 +59,12 @@ impl<R: io::Read> RowSource for trace::csv::CsvTrace<R> {
     }
 }
 
+impl<R: io::Read> RowSource for trace::pcap::PcapTrace<R> {
+    fn next_row(&mut self) -> Result<Option<Row>, TraceError> {
+        trace::pcap::PcapTrace::next_row(self)
+    }
+}
+
 /// Replays every row of `src` through `engine`, pushing results to `obs`.
 pub fn replay(engine: &mut Engine, src: &mut dyn RowSource, obs: &mut dyn Observer) -> Result<Summary, ReplayError> {
     let mut out = Outcome::default();

@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod gen;
+mod input;
+mod kernel;
 
 use crate::diag::{self, RenderOptions, SourceFile};
 use crate::model::{PrintOptions, SavePrinter};
@@ -68,6 +70,15 @@ pub enum Format {
     Json,
 }
 
+/// Who computes the verdicts of `check --scenario`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The simulator.
+    Sim,
+    /// The real kernel, in a throwaway network namespace (root only; real time).
+    Kernel,
+}
+
 /// How the simulated host is set up.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimArgs {
@@ -89,6 +100,13 @@ pub struct SimArgs {
     /// xt_recent's ip_pkt_list_tot (0 = unset).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65535))]
     pub ip_pkt_list_tot: u32,
+    /// Interface the packets of a pcap/pcapng capture arrive on.
+    #[arg(long, default_value = "eth0", value_parser = parse_iface)]
+    pub iface: crate::trace::IfaceBuf,
+}
+
+fn parse_iface(s: &str) -> Result<crate::trace::IfaceBuf, String> {
+    crate::trace::IfaceBuf::new(s).ok_or_else(|| format!("`{s}`: interface names have at most 15 characters"))
 }
 
 fn parse_listen(s: &str) -> Result<(u8, u16), String> {
@@ -125,7 +143,8 @@ pub enum Command {
     Check {
         /// The iptables-save file.
         rules: PathBuf,
-        /// Packet traces to replay (scenario CSV); may be given several times.
+        /// Packet traces to replay (scenario CSV, or a pcap/pcapng capture); may be given
+        /// several times.
         #[arg(long)]
         scenario: Vec<PathBuf>,
         /// Simulation options.
@@ -134,6 +153,23 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Replay through the simulator or the real kernel (root only).
+        #[arg(long, value_enum, default_value_t = Backend::Sim)]
+        backend: Backend,
+    },
+    /// Replay scenarios through the simulator and the real kernel, list every difference
+    #[command(
+        after_help = "Runs each scenario in real time in a throwaway network namespace (root only) and compares\nverdicts, paths (as multisets), replies, recent tables and counters.\n\nExample:\n  sudo fwverify conform rules.v4 --scenario scenarios/portscan.csv --listen tcp:22,tcp:80,tcp:443\n\nExit status: 0 no difference, 1 differences, 2 invalid input or the kernel backend cannot run."
+    )]
+    Conform {
+        /// The iptables-save file.
+        rules: PathBuf,
+        /// Packet traces to replay (scenario CSV, or a pcap/pcapng capture).
+        #[arg(long, required = true)]
+        scenario: Vec<PathBuf>,
+        /// Simulation options (the kernel gets the same addresses, sockets and forwarding).
+        #[command(flatten)]
+        sim: SimArgs,
     },
     /// Report suspicious constructs (shadowed rules, knock ordering, …)
     Lint {
@@ -279,18 +315,19 @@ fn check_scenarios(
             }
         };
         let name = path.display().to_string();
-        let input = std::fs::File::open(path).with_context(|| format!("reading {name}"))?;
-        let mut trace = crate::trace::csv::CsvTrace::new(&name, io::BufReader::new(input))?;
+        let progress = format != Format::Text || !io::stdout().is_terminal();
+        let mut opened = input::open(path, &name, sim.iface, progress)?;
         let summary = match json.as_mut() {
             Some(j) => {
                 j.scenario(&name)?;
-                replay(&mut engine, &mut trace, j)
+                replay(&mut engine, &mut opened.trace, j)
             }
             None => {
                 let mut t = TextReport::new(&mut text_out, file, &name, format == Format::Text);
-                replay(&mut engine, &mut trace, &mut t)
+                replay(&mut engine, &mut opened.trace, &mut t)
             }
         };
+        opened.finish(&name);
         let summary = match summary {
             Ok(s) => s,
             Err(crate::check::ReplayError::Io(e)) => return Err(e.into()),
@@ -315,8 +352,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let color = cli.color;
     let mut stdout = io::stdout().lock();
     match cli.command {
-        Command::Check { rules, scenario, sim, format } => {
+        Command::Check { rules, scenario, sim, format, backend } => {
             let Some((file, parsed)) = load_file(&rules, color)? else { return Ok(exit::INVALID) };
+            if !scenario.is_empty() && backend == Backend::Kernel {
+                return kernel::check(&file, &parsed, &scenario, &sim, format, &mut stdout);
+            }
             if !scenario.is_empty() {
                 return check_scenarios(&file, &parsed, &scenario, &sim, format, &mut stdout);
             }
@@ -343,6 +383,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let Some((_, parsed)) = load_file(&rules, color)? else { return Ok(exit::INVALID) };
             write!(stdout, "{}", crate::graph::ChainGraph::build(&parsed.ruleset).to_dot())?;
             Ok(exit::OK)
+        }
+        Command::Conform { rules, scenario, sim } => {
+            let Some((file, parsed)) = load_file(&rules, color)? else { return Ok(exit::INVALID) };
+            kernel::conform(&file, &parsed, &scenario, &sim, &mut stdout)
         }
         Command::Lint { .. } => not_yet("lint", 4),
         Command::Diff { .. } => not_yet("diff", 4),

@@ -180,7 +180,10 @@ fn has_plain(opts: &str, opt: &str) -> bool {
 /// canonical save text, so typed and opaque matches are treated alike.
 fn match_hooks(m: &Match) -> Option<(&'static [Hook], String)> {
     use Hook::*;
-    let opts = m.options().to_string();
+    let opts = match m.name() {
+        "policy" | "addrtype" | "physdev" => m.options().to_string(),
+        _ => String::new(),
+    };
     let has = |o: &str| opts.split_ascii_whitespace().any(|w| w == o);
     let (hooks, what): (&'static [Hook], &str) = match m.name() {
         "mac" => (&[Prerouting, Input, Forward], "-m mac"),

@@ -53,10 +53,6 @@ impl CorpusEntry {
         let p = self.path();
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
     }
-    /// True for an IPv6 (`ip6tables-save`) file.
-    pub fn is_v6(&self) -> bool {
-        self.file.ends_with(".v6")
-    }
 }
 
 /// Reads `MANIFEST.tsv`, or says why the corpus is unavailable.

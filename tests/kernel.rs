@@ -67,7 +67,11 @@ impl Drop for Netns {
 
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]).any(|d| d.join(tool).is_file()))
+        .map(|p| {
+            std::env::split_paths(&p)
+                .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+                .any(|d| d.join(tool).is_file())
+        })
         .unwrap_or(false)
 }
 
@@ -84,8 +88,9 @@ fn unavailable() -> Option<String> {
     match Netns::new() {
         Ok(ns) => {
             let out = ns.exec("iptables-legacy-save", &[], b"");
-            (!out.status.success())
-                .then(|| format!("iptables-legacy-save fails in a namespace: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            (!out.status.success()).then(|| {
+                format!("iptables-legacy-save fails in a namespace: {}", String::from_utf8_lossy(&out.stderr).trim())
+            })
         }
         Err(e) => Some(format!("cannot create a network namespace: {e}")),
     }
@@ -267,7 +272,8 @@ fn fmt_matches_iptables_save_for_the_corpus() {
     if !kernel_ready() {
         return;
     }
-    let cases: Vec<Case> = entries.iter().filter(|e| e.kernel_test == 0).map(|e| case(e.path(), e.file.clone())).collect();
+    let cases: Vec<Case> =
+        entries.iter().filter(|e| e.kernel_test == 0).map(|e| case(e.path(), e.file.clone())).collect();
     let jobs: Vec<(&Case, bool)> = cases.iter().flat_map(|c| [(c, false), (c, true)]).collect();
     let failures = parallel(&jobs, |(c, counters)| compare(c, *counters)).into_iter().flatten().collect();
     report("corpus", jobs.len(), failures);
@@ -279,8 +285,7 @@ fn fmt_matches_iptables_save_for_generated_rulesets() {
         return;
     }
     // The roundtrip generator's canonical text must also be what the kernel prints.
-    let mut runner =
-        TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[0x5a; 32]));
+    let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[0x5a; 32]));
     let strategy = crate::roundtrip::ruleset();
     let dir = TempDir::new("gen");
     let cases: Vec<Case> = (0..40)

@@ -15,3 +15,4 @@ mod cli;
 mod corpus;
 mod kernel;
 mod roundtrip;
+mod traces;

@@ -50,19 +50,22 @@ fn iface(opt: &'static str) -> impl Strategy<Value = String> {
     ("[a-z]{2,5}[0-9]{0,3}\\+?", any::<bool>()).prop_map(move |(n, inv)| format!("{} -{opt} {n}", bang(inv)))
 }
 
-/// A port or a range as saved: `N`, or `LO:HI` with `LO != HI` (reversed ranges are kept).
-fn port_range() -> impl Strategy<Value = String> {
+/// A port or a range as saved: `N`, or `LO:HI` with `LO != HI`. Reversed ranges only for
+/// udp (tcp refuses them), and never `0:65535` (saved as nothing).
+fn port_range(reversed_ok: bool) -> impl Strategy<Value = String> {
     prop_oneof![
         any::<u16>().prop_map(|p| p.to_string()),
         prop_oneof![Just(22u16), Just(80), Just(443), 0u16..1024].prop_map(|p| p.to_string()),
         (any::<u16>(), any::<u16>())
             .prop_filter("N:N is saved as N", |(a, b)| a != b)
+            .prop_filter("0:65535 is saved as nothing", |(a, b)| (*a, *b) != (0, 65535))
+            .prop_filter("tcp refuses reversed ranges", move |(a, b)| reversed_ok || a < b)
             .prop_map(|(a, b)| format!("{a}:{b}")),
     ]
 }
 
-fn opt_port(name: &'static str) -> impl Strategy<Value = String> {
-    prop::option::weighted(0.5, (any::<bool>(), port_range()))
+fn opt_port(name: &'static str, reversed_ok: bool) -> impl Strategy<Value = String> {
+    prop::option::weighted(0.5, (any::<bool>(), port_range(reversed_ok)))
         .prop_map(move |o| o.map(|(inv, p)| format!("{} --{name} {p}", bang(inv))).unwrap_or_default())
 }
 
@@ -78,16 +81,18 @@ fn tcp_flags(bits: u8) -> String {
 }
 
 fn m_tcp() -> impl Strategy<Value = String> {
-    let flags = prop::option::weighted(0.4, (any::<bool>(), 0u8..64, 0u8..64))
-        .prop_map(|o| o.map(|(inv, m, c)| format!("{} --tcp-flags {} {}", bang(inv), tcp_flags(m), tcp_flags(c))));
+    // An empty mask is saved only with `!`.
+    let flags =
+        prop::option::weighted(0.4, (any::<bool>(), 0u8..64, 0u8..64).prop_filter("saved", |(i, m, _)| *i || *m != 0))
+            .prop_map(|o| o.map(|(inv, m, c)| format!("{} --tcp-flags {} {}", bang(inv), tcp_flags(m), tcp_flags(c))));
     let option = prop::option::weighted(0.15, (any::<bool>(), 1u8..=255))
         .prop_map(|o| o.map(|(inv, n)| format!("{} --tcp-option {n}", bang(inv))));
-    (opt_port("sport"), opt_port("dport"), option, flags)
+    (opt_port("sport", false), opt_port("dport", false), option, flags)
         .prop_map(|(s, d, o, f)| format!(" -m tcp{s}{d}{}{}", o.unwrap_or_default(), f.unwrap_or_default()))
 }
 
 fn m_udp() -> impl Strategy<Value = String> {
-    (opt_port("sport"), opt_port("dport")).prop_map(|(s, d)| format!(" -m udp{s}{d}"))
+    (opt_port("sport", true), opt_port("dport", true)).prop_map(|(s, d)| format!(" -m udp{s}{d}"))
 }
 
 fn m_icmp() -> impl Strategy<Value = String> {

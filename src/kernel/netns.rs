@@ -47,7 +47,8 @@ fn reap_stale() {
             continue;
         }
         // kill(pid, 0): ESRCH means no such process; anything else means it may be alive.
-        let alive = unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+        let alive =
+            unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
         if !alive {
             let _ = delete(&name);
         }

@@ -82,7 +82,9 @@ impl Reader {
     fn getsockopt(&self, opt: libc::c_int, buf: &mut [u8]) -> io::Result<()> {
         let mut len = buf.len() as libc::socklen_t;
         // SAFETY: buf is valid for len bytes; the kernel writes at most len bytes.
-        let r = unsafe { libc::getsockopt(self.sock.as_raw_fd(), self.layout.level, opt, buf.as_mut_ptr().cast(), &mut len) };
+        let r = unsafe {
+            libc::getsockopt(self.sock.as_raw_fd(), self.layout.level, opt, buf.as_mut_ptr().cast(), &mut len)
+        };
         if r != 0 {
             return Err(io::Error::last_os_error());
         }

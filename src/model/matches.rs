@@ -770,7 +770,7 @@ impl Hashlimit {
 
     /// libxt_hashlimit's `cost_to_bytes`: the byte rate a byte-mode cost stands for.
     pub fn cost_to_bytes(cost: u64) -> u64 {
-        let r = if cost != 0 { u32::MAX as u64 / cost } else { u32::MAX as u64 };
+        let r = (u32::MAX as u64).checked_div(cost).unwrap_or(u32::MAX as u64);
         r.wrapping_sub(1) << Self::BYTE_SHIFT
     }
 

@@ -176,6 +176,7 @@ pub const PROTO_NAMES: &[(u8, &str)] = &[
     (4, "ipencap"),
     (6, "tcp"),
     (17, "udp"),
+    (33, "dccp"),
     (41, "ipv6"),
     (47, "gre"),
     (50, "esp"),

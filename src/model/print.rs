@@ -97,10 +97,11 @@ impl fmt::Display for RuleBody<'_> {
         if let Some(d) = &r.ip.dst {
             write!(f, "{} -d {}", bang(d.inv), d.val)?;
         }
-        if let Some(i) = &r.ip.in_iface {
+        // A bare `-i +`/`-o +` matches every interface and iptables-save omits it.
+        if let Some(i) = r.ip.in_iface.as_ref().filter(|i| i.inv || !i.val.is_any()) {
             write!(f, "{} -i {}", bang(i.inv), i.val)?;
         }
-        if let Some(o) = &r.ip.out_iface {
+        if let Some(o) = r.ip.out_iface.as_ref().filter(|o| o.inv || !o.val.is_any()) {
             write!(f, "{} -o {}", bang(o.inv), o.val)?;
         }
         if let Some(p) = &r.ip.proto {

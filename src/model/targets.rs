@@ -610,8 +610,8 @@ impl fmt::Display for NatRange {
 }
 
 /// An address as glibc's `inet_ntop` writes it: like Rust's `Display`, except that an
-/// IPv6 address whose first 96 bits are zero and which is not `::` or `::1`-like
-/// (IPv4-compatible, e.g. `::1:80`) is written `::0.1.0.128`.
+/// IPv4-compatible IPv6 address (first 96 bits zero, seventh 16-bit word non-zero, e.g.
+/// `::1:80`) is written dotted (`::0.1.0.128`), as iptables-save prints it.
 pub fn ntop(ip: IpAddr) -> String {
     match ip {
         IpAddr::V6(a) => {

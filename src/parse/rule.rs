@@ -574,7 +574,7 @@ impl State<'_> {
                     return Err(dup(span, name));
                 }
                 // `0/0` matches everything and is not saved.
-                if !(cidr.is_any() && !inv_b) {
+                if !cidr.is_any() || inv_b {
                     *slot = Some(Neg { inv: inv_b, val: cidr });
                 }
             }
@@ -594,10 +594,9 @@ impl State<'_> {
                 if slot.is_some() {
                     return Err(dup(span, name));
                 }
-                // `-i +` matches everything and is not saved.
-                if !(iface.is_any() && !inv_b) {
-                    *slot = Some(Neg { inv: inv_b, val: iface });
-                }
+                // `-i +` matches everything and is not saved, but the kernel still counts
+                // the rule as conditional, so it is kept (the printer omits it).
+                *slot = Some(Neg { inv: inv_b, val: iface });
             }
             'p' => {
                 let v = self.value(inline, span, name)?;

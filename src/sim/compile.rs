@@ -6,13 +6,17 @@ use std::net::IpAddr;
 
 use super::recent::RecentCheck;
 use super::{Ifaces, SimConfig};
-use crate::model::matches::{FlagTest, IcmpType, Multiport, RecentMode};
+use crate::model::matches::{
+    Addrtype, Conntrack as CtMatch, FlagTest, Hashlimit, IcmpType, Iprange, Multiport, Physdev, PktType, RecentMode,
+    StatMode, Ttl,
+};
 use crate::model::print::save_order;
 use crate::model::targets::RejectWith;
+use crate::model::targets::{Connmark, Flow};
 use crate::model::{Cidr, Hook, IfaceName, Match, Neg, Policy, PortRange, Ruleset, Span, TableName, Target};
 use crate::packet::IfaceId;
 
-/// Index of a compiled rule in [`Program::rules`].
+/// Index of a compiled rule in the program (`Program::rules`).
 pub type RuleId = u32;
 
 /// What a report needs to name a rule.
@@ -79,6 +83,58 @@ pub(crate) enum CMatch {
     Recent(RecentCheck),
     Limit(u32),
     True,
+    Conntrack(Box<CtMatch>),
+    Mark {
+        inv: bool,
+        value: u32,
+        mask: u32,
+    },
+    Connmark {
+        inv: bool,
+        value: u32,
+        mask: u32,
+    },
+    Length {
+        inv: bool,
+        min: u16,
+        max: u16,
+    },
+    Ttl(Ttl),
+    Iprange(Iprange),
+    Icmp6 {
+        inv: bool,
+        ty: u8,
+        code_min: u8,
+        code_max: u8,
+    },
+    Pkttype {
+        inv: bool,
+        ty: PktType,
+    },
+    Addrtype(Addrtype),
+    /// `-m statistic --mode nth`: counter id, every, inv.
+    Nth {
+        id: u32,
+        every: u32,
+        inv: bool,
+    },
+    /// `-m tcpmss`: scenario packets carry no TCP options, so the result is `inv`.
+    Tcpmss {
+        inv: bool,
+    },
+    /// `-m physdev` on packets that are never bridged.
+    Physdev(Physdev),
+    Hashlimit {
+        table: u32,
+        above: bool,
+    },
+    Connlimit {
+        id: u32,
+        above: bool,
+        limit: u32,
+        mask: u8,
+        daddr: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +146,9 @@ pub(crate) enum CTarget {
     Jump(u32),
     Goto(u32),
     Reject(RejectWith),
+    Mark { value: u32, mask: u32 },
+    Connmark(Connmark),
+    Notrack,
 }
 
 #[derive(Clone, Debug)]
@@ -148,6 +207,12 @@ pub struct Program {
     pub recent: Vec<RecentDecl>,
     /// Limit buckets, one per `-m limit`.
     pub limits: Vec<LimitDecl>,
+    /// `statistic --mode nth` counters: initial value (`--packet`).
+    pub nth: Vec<u32>,
+    /// Hashlimit tables (configuration of the creating rule) and, per rule, its table.
+    pub hashlimits: Vec<Hashlimit>,
+    /// Number of connlimit rules.
+    pub connlimits: u32,
     /// The deepest jump stack possible.
     pub(crate) max_depth: usize,
 }
@@ -177,6 +242,9 @@ pub fn compile(rs: &Ruleset, cfg: &SimConfig, ifaces: &Ifaces) -> Result<Program
         chain_names: Vec::new(),
         recent: Vec::new(),
         limits: Vec::new(),
+        nth: Vec::new(),
+        hashlimits: Vec::new(),
+        connlimits: 0,
         max_depth: 1,
     };
     let mut errs = Vec::new();
@@ -218,7 +286,28 @@ pub fn compile(rs: &Ruleset, cfg: &SimConfig, ifaces: &Ifaces) -> Result<Program
                             }
                         }
                         Target::Reject(r) => CTarget::Reject(r.with),
-                        Target::Log(_) => CTarget::Continue,
+                        Target::Log(_) | Target::Nflog(_) => CTarget::Continue,
+                        // TCPMSS rewrites an option no match of ours reads.
+                        Target::Tcpmss(_) => CTarget::Continue,
+                        Target::Mark(m) => CTarget::Mark { value: m.value, mask: m.mask },
+                        Target::Connmark(c) => CTarget::Connmark(c.clone()),
+                        Target::Notrack => CTarget::Notrack,
+                        Target::Ct(ct) if ct.notrack => CTarget::Notrack,
+                        Target::Ct(ct)
+                            if ct.helper.is_none() && ct.timeout.is_none() && ct.zone == Default::default() =>
+                        {
+                            CTarget::Continue
+                        }
+                        Target::Opaque(o)
+                            if o.module != "NETMAP"
+                                && matches!(
+                                    o.module.as_str(),
+                                    "AUDIT" | "CHECKSUM" | "IDLETIMER" | "LED" | "RATEEST" | "TRACE" | "ULOG"
+                                )
+                                && ti.t.flow() == Flow::Continue =>
+                        {
+                            CTarget::Continue
+                        }
                         other => {
                             errs.push(Unsupported { span: r.span, what: format!("target {}", other.name()) });
                             CTarget::Continue
@@ -297,6 +386,53 @@ fn compile_match(m: &Match, cfg: &SimConfig, p: &mut Program) -> Result<CMatch, 
                 side: r.side,
             })
         }
+        Match::Conntrack(c) => CMatch::Conntrack(Box::new(c.clone())),
+        Match::Mark(m) => CMatch::Mark { inv: m.inv, value: m.value, mask: m.mask },
+        Match::Connmark(m) => CMatch::Connmark { inv: m.inv, value: m.value, mask: m.mask },
+        Match::Length(l) => CMatch::Length { inv: l.inv, min: l.min, max: l.max },
+        Match::Ttl(t) => CMatch::Ttl(*t),
+        Match::Iprange(r) => CMatch::Iprange(r.clone()),
+        Match::Icmp6(i) => CMatch::Icmp6 { inv: i.inv, ty: i.ty, code_min: i.code_min, code_max: i.code_max },
+        Match::Pkttype(t) => CMatch::Pkttype { inv: t.inv, ty: t.ty },
+        Match::Addrtype(a) => {
+            if a.limit_iface.is_some() {
+                return Err("match addrtype with --limit-iface-in/out".into());
+            }
+            CMatch::Addrtype(*a)
+        }
+        Match::Statistic(st) => match st.mode {
+            StatMode::Nth { every, packet } => {
+                p.nth.push(packet);
+                CMatch::Nth { id: p.nth.len() as u32 - 1, every, inv: st.inv }
+            }
+            StatMode::Random { .. } => {
+                return Err("match statistic --mode random (the kernel's random numbers cannot be reproduced)".into())
+            }
+        },
+        Match::Tcpmss(t) => CMatch::Tcpmss { inv: t.inv },
+        Match::Physdev(d) => CMatch::Physdev(d.clone()),
+        Match::Hashlimit(h) => {
+            if h.bytes || h.rate_match {
+                return Err("match hashlimit in byte or rate-match mode".into());
+            }
+            // The table's key, rate and burst come from its creating rule; only
+            // `--hashlimit-above` is the rule's own (`cfg->mode & XT_HASHLIMIT_INVERT`).
+            let table = match p.hashlimits.iter().position(|x| x.name == h.name) {
+                Some(i) => i,
+                None => {
+                    p.hashlimits.push(h.clone());
+                    p.hashlimits.len() - 1
+                }
+            } as u32;
+            CMatch::Hashlimit { table, above: h.above }
+        }
+        Match::Connlimit(c) => {
+            p.connlimits += 1;
+            CMatch::Connlimit { id: p.connlimits - 1, above: c.above, limit: c.limit, mask: c.mask, daddr: c.daddr }
+        }
+        Match::Mac(_) => return Err("match mac (scenarios carry no MAC addresses)".into()),
+        Match::Set(_) => return Err("match set (the contents of ipsets are not known)".into()),
+        Match::Owner(_) => return Err("match owner (the simulated host has no local processes)".into()),
         Match::Opaque(o) => return Err(format!("match {} (kept opaque)", o.module)),
         #[allow(unreachable_patterns)]
         other => return Err(format!("match {}", other.name())),

@@ -470,6 +470,33 @@ impl Conntrack {
             .count() as u32
     }
 
+    /// The reply-direction key of an original key.
+    pub fn reply_of(k: &Key) -> Key {
+        Self::reply_key(k)
+    }
+
+    /// Ticks per second.
+    pub fn hz(&self) -> u64 {
+        self.hz
+    }
+
+    /// The pending (unconfirmed) connection.
+    pub fn pending_conn(&self) -> Option<&Conn> {
+        self.pending.as_ref()
+    }
+
+    /// Whether a confirmed connection with original key `k` is alive and not closing
+    /// (for connlimit's garbage collection).
+    pub fn is_open(&self, k: &Key, now: Jiffies) -> bool {
+        match self.map.get(k) {
+            Some(&(id, false)) => {
+                let c = &self.conns[id as usize];
+                c.expires >= now && !matches!(c.tcp, T::TimeWait | T::Close)
+            }
+            _ => false,
+        }
+    }
+
     /// The pending connection's key (for a new packet).
     pub fn pending_key(&self) -> Option<Key> {
         self.pending.as_ref().map(|c| c.orig)
@@ -477,6 +504,18 @@ impl Conntrack {
 }
 
 impl Key {
+    /// Protocol.
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+    /// Source port (ICMP: id).
+    pub fn sport(&self) -> u16 {
+        self.a
+    }
+    /// Destination port (ICMP: type).
+    pub fn dport(&self) -> u16 {
+        self.b
+    }
     /// Original source address.
     pub fn src(&self) -> IpAddr {
         self.src

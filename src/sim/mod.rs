@@ -7,6 +7,7 @@
 
 pub mod compile;
 pub mod conntrack;
+pub mod hashlimit;
 pub mod host;
 pub mod limit;
 pub mod recent;
@@ -197,12 +198,20 @@ pub struct Engine {
     /// Table index for each (hook, priority slot): raw, mangle, nat, filter, security.
     by_hook: [[Option<u8>; 5]; 5],
     started: bool,
+    /// Set by NOTRACK / CT --notrack in the raw table for the packet in flight.
+    notrack: bool,
 }
 
 /// State that matches change as they are evaluated.
 struct MatchState {
     recent: Vec<recent::RecentTable>,
     limits: Vec<limit::Bucket>,
+    nth: Vec<u32>,
+    hashlimits: Vec<hashlimit::Table>,
+    /// Per connlimit rule: the connections it has seen.
+    connlimits: Vec<Vec<conntrack::Key>>,
+    /// Set when a match hot-drops the packet (full hashlimit table).
+    hotdrop: bool,
 }
 
 /// Per-packet context for match evaluation.
@@ -211,7 +220,10 @@ struct Cx {
     in_dev: Option<IfaceId>,
     out_dev: Option<IfaceId>,
     ct: u8,
+    ctref: CtRef,
     local_socket: bool,
+    /// The destination is one of the host's addresses (route type LOCAL).
+    dst_local: bool,
 }
 
 impl Engine {
@@ -247,7 +259,15 @@ impl Engine {
             stack: Vec::with_capacity(prog.max_depth + 1),
             conntrack: Conntrack::new(cfg.hz),
             host: host::Host::new(&cfg),
-            st: MatchState { recent, limits },
+            st: MatchState {
+                recent,
+                limits,
+                nth: prog.nth.clone(),
+                hashlimits: prog.hashlimits.iter().map(|h| hashlimit::Table::new(h, cfg.hz)).collect(),
+                connlimits: vec![Vec::with_capacity(16); prog.connlimits as usize],
+                hotdrop: false,
+            },
+            notrack: false,
             by_hook,
             prog,
             cfg,
@@ -327,10 +347,12 @@ impl Engine {
         let mut mark = 0u32;
         let mut last = Decided::Default;
         let hook = Hook::Prerouting;
+        self.notrack = false;
+        let dst_local = self.host.is_local(pkt.dst);
         // raw PREROUTING runs before conntrack.
         for slot in 0..5 {
             if slot == 1 && !tracked {
-                ct = self.conntrack.packet_in(pkt, now);
+                ct = if self.notrack { CtRef::Untracked } else { self.conntrack.packet_in(pkt, now) };
                 tracked = true;
             }
             let Some(ti) = self.by_hook[0][slot] else { continue };
@@ -342,7 +364,9 @@ impl Engine {
                 in_dev: Some(pkt.iface),
                 out_dev: None,
                 ct: state_bits(ct, &self.conntrack),
+                ctref: ct,
                 local_socket: false,
+                dst_local,
             };
             match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
                 TVerdict::Accept => {}
@@ -350,7 +374,7 @@ impl Engine {
             }
         }
         if !tracked {
-            ct = self.conntrack.packet_in(pkt, now);
+            ct = if self.notrack { CtRef::Untracked } else { self.conntrack.packet_in(pkt, now) };
         }
         let ctbits = state_bits(ct, &self.conntrack);
         if let Some(why) = self.host.martian(pkt, &self.ifaces) {
@@ -373,7 +397,15 @@ impl Engine {
             if slot == 2 && !matches!(ct, CtRef::Pending) {
                 continue;
             }
-            let cx = Cx { now, in_dev: Some(pkt.iface), out_dev, ct: ctbits, local_socket: false };
+            let cx = Cx {
+                now,
+                in_dev: Some(pkt.iface),
+                out_dev,
+                ct: state_bits(ct, &self.conntrack),
+                ctref: ct,
+                local_socket: false,
+                dst_local,
+            };
             match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
                 TVerdict::Accept => {}
                 v => return self.dropped(v, last, ct),
@@ -399,10 +431,17 @@ impl Engine {
         let mut ct = CtRef::Invalid;
         let mut tracked = false;
         let related = pkt.proto == proto::ICMP && matches!(pkt.icmp_type, 3 | 4 | 5 | 11 | 12);
+        self.notrack = false;
         for (hook, h) in [(Hook::Output, 3usize), (Hook::Postrouting, 4usize)] {
             for slot in 0..5 {
                 if hook == Hook::Output && slot == 1 && !tracked {
-                    ct = if related { CtRef::Related } else { self.conntrack.packet_in(pkt, now) };
+                    ct = if self.notrack {
+                        CtRef::Untracked
+                    } else if related {
+                        CtRef::Related
+                    } else {
+                        self.conntrack.packet_in(pkt, now)
+                    };
                     tracked = true;
                 }
                 let Some(ti) = self.by_hook[h][slot] else { continue };
@@ -414,7 +453,9 @@ impl Engine {
                     in_dev: None,
                     out_dev: Some(pkt.iface),
                     ct: state_bits(ct, &self.conntrack),
+                    ctref: ct,
                     local_socket: false,
+                    dst_local: self.host.is_local(pkt.dst),
                 };
                 if self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) != TVerdict::Accept {
                     self.conntrack.abort();
@@ -423,7 +464,13 @@ impl Engine {
             }
         }
         if !tracked {
-            ct = if related { CtRef::Related } else { self.conntrack.packet_in(pkt, now) };
+            ct = if self.notrack {
+                CtRef::Untracked
+            } else if related {
+                CtRef::Related
+            } else {
+                self.conntrack.packet_in(pkt, now)
+            };
         }
         self.conntrack.confirm(ct);
         Verdict::Accept
@@ -437,7 +484,7 @@ impl Engine {
         hook: Hook,
         pkt: &Packet,
         cx: &Cx,
-        _mark: &mut u32,
+        mark: &mut u32,
         path: &mut Vec<RuleId>,
         last: &mut Decided,
     ) -> TVerdict {
@@ -460,7 +507,14 @@ impl Engine {
                 }
             }
             let rule = &self.prog.rules[i as usize];
-            if !ip_match(rule, pkt, cx) || !eval_matches(&self.prog, &mut self.st, rule, pkt, cx, hook) {
+            if !ip_match(rule, pkt, cx)
+                || !eval_matches(&self.prog, &mut self.st, &self.conntrack, rule, pkt, cx, hook, *mark)
+            {
+                if self.st.hotdrop {
+                    self.st.hotdrop = false;
+                    *last = Decided::Stage("hot-dropped by a match (hashlimit table full)");
+                    return TVerdict::Drop;
+                }
                 i += 1;
                 continue;
             }
@@ -482,6 +536,22 @@ impl Engine {
                     return TVerdict::Reject(w);
                 }
                 CTarget::Continue => i += 1,
+                CTarget::Mark { value, mask } => {
+                    *mark = (*mark & !mask) ^ value;
+                    i += 1;
+                }
+                CTarget::Connmark(ref c) => {
+                    if let Some(ctm) = self.conntrack.mark(cx.ctref) {
+                        let (nf, ctm2) = c.apply(*mark, ctm);
+                        *mark = nf;
+                        self.conntrack.set_mark(cx.ctref, ctm2);
+                    }
+                    i += 1;
+                }
+                CTarget::Notrack => {
+                    self.notrack = true;
+                    i += 1;
+                }
                 CTarget::Return => match self.stack.pop() {
                     Some((ret_chain, ret_i)) => {
                         chain = ret_chain;
@@ -514,7 +584,17 @@ impl Engine {
     }
 }
 
-fn eval_matches(prog: &Program, st: &mut MatchState, rule: &CRule, pkt: &Packet, cx: &Cx, hook: Hook) -> bool {
+#[allow(clippy::too_many_arguments)]
+fn eval_matches(
+    prog: &Program,
+    st: &mut MatchState,
+    ct: &Conntrack,
+    rule: &CRule,
+    pkt: &Packet,
+    cx: &Cx,
+    hook: Hook,
+    mark: u32,
+) -> bool {
     let (a, b) = rule.matches;
     for mi in a..b {
         let ok = match &prog.matches[mi as usize] {
@@ -550,12 +630,200 @@ fn eval_matches(prog: &Program, st: &mut MatchState, rule: &CRule, pkt: &Packet,
                 let c = *c;
                 st.recent[c.table as usize].eval(&c, addr, ttl, cx.now)
             }
+            CMatch::Conntrack(m) => ct_match(m, ct, cx, pkt),
+            CMatch::Mark { inv, value, mask } => ((mark & mask) == *value) != *inv,
+            CMatch::Connmark { inv, value, mask } => match ct.mark(cx.ctref) {
+                Some(m) => ((m & mask) == *value) != *inv,
+                None => false,
+            },
+            CMatch::Length { inv, min, max } => (pkt.len >= *min && pkt.len <= *max) != *inv,
+            CMatch::Ttl(t) => t.matches(pkt.ttl),
+            CMatch::Iprange(r) => {
+                r.src.as_ref().is_none_or(|s| s.val.contains(pkt.src) != s.inv)
+                    && r.dst.as_ref().is_none_or(|d| d.val.contains(pkt.dst) != d.inv)
+            }
+            CMatch::Icmp6 { inv, ty, code_min, code_max } => {
+                pkt.proto == proto::ICMPV6
+                    && (pkt.icmp_type == *ty && pkt.icmp_code >= *code_min && pkt.icmp_code <= *code_max) != *inv
+            }
+            CMatch::Pkttype { inv, ty } => (pkt_type(pkt, cx) == *ty) != *inv,
+            CMatch::Addrtype(a) => {
+                a.src.is_none_or(|s| (addr_type(pkt.src, cx, false) & s.val != 0) != s.inv)
+                    && a.dst.is_none_or(|d| (addr_type(pkt.dst, cx, cx.dst_local) & d.val != 0) != d.inv)
+            }
+            CMatch::Nth { id, every, inv } => {
+                // xt_statistic: the counter runs 0..=every-1 from `--packet`; the packet
+                // that brings it back to 0 matches.
+                let c = &mut st.nth[*id as usize];
+                *c = if *c + 1 >= *every { 0 } else { *c + 1 };
+                (*c == 0) != *inv
+            }
+            CMatch::Tcpmss { inv } => *inv,
+            CMatch::Physdev(d) => {
+                // Scenario packets are never bridged: the match holds only when every
+                // given test is negated (xt_physdev without bridge info).
+                d.in_dev.as_ref().is_none_or(|x| x.inv)
+                    && d.out_dev.as_ref().is_none_or(|x| x.inv)
+                    && d.is_in.is_none_or(|x| x)
+                    && d.is_out.is_none_or(|x| x)
+                    && d.is_bridged.is_none_or(|x| x)
+            }
+            CMatch::Hashlimit { table, above } => match st.hashlimits[*table as usize].eval(pkt, cx.now) {
+                Some(under) => under != *above,
+                None => {
+                    st.hotdrop = true;
+                    false
+                }
+            },
+            CMatch::Connlimit { id, above, limit, mask, daddr } => {
+                let seen = &mut st.connlimits[*id as usize];
+                let n = connlimit_count(seen, ct, cx, pkt, *mask, *daddr);
+                if *above {
+                    n > *limit
+                } else {
+                    n <= *limit
+                }
+            }
         };
         if !ok {
             return false;
         }
     }
     true
+}
+
+fn ct_match(m: &crate::model::matches::Conntrack, ct: &Conntrack, cx: &Cx, _pkt: &Packet) -> bool {
+    use crate::model::matches::{ctstatus, CtDir};
+    if let Some(s) = m.state {
+        if (cx.ct & s.val != 0) == s.inv {
+            return false;
+        }
+    }
+    let conn = match cx.ctref {
+        CtRef::Existing(id, _) => Some(ct.conn(id).clone()),
+        CtRef::Pending => ct.pending_conn().cloned(),
+        _ => None,
+    };
+    let tests_beyond_state = m.proto.is_some()
+        || m.orig_src.is_some()
+        || m.orig_dst.is_some()
+        || m.repl_src.is_some()
+        || m.repl_dst.is_some()
+        || m.orig_src_port.is_some()
+        || m.orig_dst_port.is_some()
+        || m.repl_src_port.is_some()
+        || m.repl_dst_port.is_some()
+        || m.status.is_some()
+        || m.expire.is_some()
+        || m.dir.is_some();
+    let Some(c) = conn else {
+        // Without a connection only the state test is evaluated.
+        return !tests_beyond_state;
+    };
+    let o = c.orig;
+    let r = conntrack::Conntrack::reply_of(&o);
+    let addr_ok = |t: &Option<crate::model::Neg<crate::model::matches::AddrMask>>, a: std::net::IpAddr| {
+        t.as_ref().is_none_or(|t| t.val.contains(a) != t.inv)
+    };
+    let port_ok2 = |t: &Option<crate::model::Neg<crate::model::PortRange>>, p: u16| {
+        t.as_ref().is_none_or(|t| t.val.contains(p) != t.inv)
+    };
+    if let Some(p) = m.proto {
+        if (o.proto() == p.val) == p.inv {
+            return false;
+        }
+    }
+    if !addr_ok(&m.orig_src, o.src())
+        || !addr_ok(&m.orig_dst, o.dst())
+        || !addr_ok(&m.repl_src, r.src())
+        || !addr_ok(&m.repl_dst, r.dst())
+        || !port_ok2(&m.orig_src_port, o.sport())
+        || !port_ok2(&m.orig_dst_port, o.dport())
+        || !port_ok2(&m.repl_src_port, r.sport())
+        || !port_ok2(&m.repl_dst_port, r.dport())
+    {
+        return false;
+    }
+    if let Some(s) = m.status {
+        let mut bits = 0;
+        if c.seen_reply {
+            bits |= ctstatus::SEEN_REPLY;
+        }
+        if c.assured {
+            bits |= ctstatus::ASSURED;
+        }
+        if matches!(cx.ctref, CtRef::Existing(..)) {
+            bits |= ctstatus::CONFIRMED;
+        }
+        if (bits & s.val != 0) == s.inv {
+            return false;
+        }
+    }
+    if let Some(e) = m.expire {
+        let left = c.expires.saturating_sub(cx.now) / ct.hz();
+        let inside = left >= e.val.0 as u64 && left <= e.val.1 as u64;
+        if inside == e.inv {
+            return false;
+        }
+    }
+    if let Some(d) = m.dir {
+        let reply = matches!(cx.ctref, CtRef::Existing(_, true));
+        if (d == CtDir::Reply) != reply {
+            return false;
+        }
+    }
+    true
+}
+
+fn pkt_type(pkt: &Packet, cx: &Cx) -> crate::model::matches::PktType {
+    use crate::model::matches::PktType;
+    match pkt.dst {
+        IpAddr::V4(d) if d.is_broadcast() => PktType::Broadcast,
+        IpAddr::V4(d) if d.is_multicast() => PktType::Multicast,
+        IpAddr::V6(d) if d.is_multicast() => PktType::Multicast,
+        // A TUN/Ethernet frame addressed to this host's link address.
+        _ if cx.in_dev.is_some() || cx.dst_local => PktType::Unicast,
+        _ => PktType::Unicast,
+    }
+}
+
+/// The route type of an address as `-m addrtype` sees it.
+fn addr_type(a: IpAddr, _cx: &Cx, local: bool) -> u16 {
+    const UNICAST: u16 = 1 << 1;
+    const LOCAL: u16 = 1 << 2;
+    const BROADCAST: u16 = 1 << 3;
+    const MULTICAST: u16 = 1 << 5;
+    match a {
+        IpAddr::V4(v) if v.is_broadcast() => BROADCAST,
+        IpAddr::V4(v) if v.is_multicast() => MULTICAST,
+        IpAddr::V6(v) if v.is_multicast() => MULTICAST,
+        IpAddr::V4(v) if v.is_loopback() => LOCAL,
+        IpAddr::V6(v) if v.is_loopback() => LOCAL,
+        _ if local => LOCAL,
+        _ => UNICAST,
+    }
+}
+
+fn connlimit_count(
+    seen: &mut Vec<conntrack::Key>,
+    ct: &Conntrack,
+    cx: &Cx,
+    pkt: &Packet,
+    mask: u8,
+    daddr: bool,
+) -> u32 {
+    let key = match cx.ctref {
+        CtRef::Existing(id, _) => ct.conn(id).orig,
+        _ => Conntrack::key(pkt),
+    };
+    seen.retain(|k| ct.is_open(k, cx.now) || *k == key);
+    if !seen.contains(&key) {
+        seen.push(key);
+    }
+    let pick = |k: &conntrack::Key| if daddr { k.dst() } else { k.src() };
+    let w = if pick(&key).is_ipv4() { 32 } else { 128 };
+    let m = crate::model::Cidr::with_prefix(pick(&key), mask.min(w));
+    seen.iter().filter(|k| m.is_some_and(|m| m.contains(pick(k)))).count() as u32
 }
 
 fn port_ok(p: &Option<crate::model::Neg<crate::model::PortRange>>, v: u16) -> bool {

@@ -336,7 +336,9 @@ impl Spec {
                     return e("--then is one of the knock ports");
                 }
             }
-            Kind::SynFlood { sources: 0, .. } | Kind::Mix { sources: 0, .. } => return e("--sources must be at least 1"),
+            Kind::SynFlood { sources: 0, .. } | Kind::Mix { sources: 0, .. } => {
+                return e("--sources must be at least 1")
+            }
             Kind::Scan { repeat: 0, .. } => return e("--repeat must be at least 1"),
             _ => {}
         }
@@ -636,9 +638,7 @@ impl Rows<'_> {
                 let sport = self.rng.range(1024, 65535);
                 (rate.offset_ns(i), self.tcp(nth_addr(src, i), sport, *dport, 0x02), Note::None)
             }
-            Kind::IcmpBurst { interval_ns, .. } => {
-                (interval_ns * i, self.icmp_echo(src, (i + 1) as u16), Note::None)
-            }
+            Kind::IcmpBurst { interval_ns, .. } => (interval_ns * i, self.icmp_echo(src, (i + 1) as u16), Note::None),
             Kind::Knock { ports, gap_ns, mistake, then, window_ns } => {
                 let n = ports.len() as u64;
                 // Knock k (0-based) normally goes out at k·gap; the mistakes shift that.
@@ -743,8 +743,7 @@ impl Iterator for Rows<'_> {
             (Kind::Knock { .. }, _) => None,
             _ => c.expect,
         };
-        let row =
-            Row { row: i + 1, line: self.line + i, time_ns: c.start_ns + offset, pkt, iface: c.iface, expect };
+        let row = Row { row: i + 1, line: self.line + i, time_ns: c.start_ns + offset, pkt, iface: c.iface, expect };
         Some(GenRow { row, note })
     }
 

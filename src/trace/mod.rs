@@ -1,11 +1,12 @@
-//! Packet traces: scenario CSV files (streamed row by row with one reused record) and
-//! pcap captures. Seconds become jiffies here, once, by [`to_jiffies`].
+//! Packet traces: scenario CSV files (streamed row by row with one reused record), pcap
+//! captures, and generated scenarios (`gen`). Seconds become jiffies here, once, by [`to_jiffies`].
 //!
 //! Architecture invariant: readers take any `impl Read` and hold O(1) state, so memory
 //! does not grow with trace length.
 
 pub mod csv;
 pub mod gen;
+pub mod pcap;
 
 use std::fmt;
 
@@ -60,16 +61,27 @@ pub struct Row {
 
 /// A bad trace: where and what.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{col}: {message}")]
+#[error("{}", self.display())]
 pub struct TraceError {
     /// File name as shown.
     pub file: String,
-    /// 1-based line.
+    /// 1-based line of a CSV file, or 1-based frame number of a capture (0: the file
+    /// as a whole).
     pub line: u64,
-    /// 1-based column.
+    /// 1-based column of a CSV file; 0 for a capture, whose `line` is a frame number.
     pub col: u64,
     /// What is wrong (lowercase phrase).
     pub message: String,
+}
+
+impl TraceError {
+    fn display(&self) -> String {
+        match (self.line, self.col) {
+            (0, 0) => format!("{}: {}", self.file, self.message),
+            (frame, 0) => format!("{}: frame {frame}: {}", self.file, self.message),
+            (line, col) => format!("{}:{line}:{col}: {}", self.file, self.message),
+        }
+    }
 }
 
 /// Converts seconds (as nanoseconds since the trace start) to jiffies: the kernel's

@@ -141,10 +141,14 @@ impl MatchParser for UdpP {
         let r = parse_port_range(&v)?;
         if r.lo > r.hi {
             cx.diags.push(
-                Diagnostic::warning("W0004", v.span, format!("udp: port range `{}` is reversed and never matches", v.text))
-                    .label("the first port is larger than the last")
-                    .note("iptables keeps a reversed udp range (unlike tcp, where it is an error)")
-                    .help(format!("write `{}:{}`", r.hi, r.lo)),
+                Diagnostic::warning(
+                    "W0004",
+                    v.span,
+                    format!("udp: port range `{}` is reversed and never matches", v.text),
+                )
+                .label("the first port is larger than the last")
+                .note("iptables keeps a reversed udp range (unlike tcp, where it is an error)")
+                .help(format!("write `{}:{}`", r.hi, r.lo)),
             );
         }
         *slot = Some(Neg { inv, val: r });

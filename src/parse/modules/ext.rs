@@ -5,6 +5,10 @@
 //! the kernel's load checks, as observed by loading each form with
 //! `iptables-legacy-restore` into a scratch network namespace (Linux 6.18).
 
+// `Diagnostic` is the error of every option parser (the `MatchParser` trait returns it);
+// boxing it is a crate-wide choice, not one for this file.
+#![allow(clippy::result_large_err)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::basic::{parse_icmp_type, parse_states};
@@ -593,9 +597,13 @@ impl MatchParser for HashlimitP {
                 let (avg, bytes, mult) = match hashlimit_bytes(&v.text) {
                     Ok(Some(cost)) => (cost, true, 15),
                     Err(()) => {
-                        return Err(Diagnostic::error("E0105", v.span, format!("hashlimit: rate `{}` is too high", v.text))
-                            .note(format!("iptables: Rate too high \"{}\"", v.text))
-                            .help("give a lower byte rate"))
+                        return Err(Diagnostic::error(
+                            "E0105",
+                            v.span,
+                            format!("hashlimit: rate `{}` is too high", v.text),
+                        )
+                        .note(format!("iptables: Rate too high \"{}\"", v.text))
+                        .help("give a lower byte rate"))
                     }
                     Ok(None) => match parse_rate(&v.text, Hashlimit::SCALE) {
                         Ok(avg) => (avg, false, rate_unit_secs(&v.text)),
@@ -672,7 +680,10 @@ impl MatchParser for HashlimitP {
                 for tok in v.text.split([',', '|']).filter(|t| !t.is_empty()) {
                     let (_, b) = hashmode::NAMES.iter().find(|(n, _)| *n == tok).ok_or_else(|| {
                         Diagnostic::error("E0105", v.span, format!("hashlimit: bad mode `{tok}`"))
-                            .note(format!("iptables: hashlimit: Bad value for \"--hashlimit-mode\" option: \"{}\"", v.text))
+                            .note(format!(
+                                "iptables: hashlimit: Bad value for \"--hashlimit-mode\" option: \"{}\"",
+                                v.text
+                            ))
                             .help("the mode is a comma list of srcip, srcport, dstip, dstport")
                     })?;
                     bits |= b;
@@ -701,7 +712,10 @@ impl MatchParser for HashlimitP {
                         Diagnostic::warning(
                             "W0003",
                             v.span,
-                            format!("hashlimit name is {} bytes; iptables keeps the first {HASHLIMIT_NAME_MAX}", n.len()),
+                            format!(
+                                "hashlimit name is {} bytes; iptables keeps the first {HASHLIMIT_NAME_MAX}",
+                                n.len()
+                            ),
                         )
                         .help("shorten the name"),
                     );
@@ -748,9 +762,13 @@ impl MatchParser for HashlimitP {
                 Some((b, span)) => {
                     let unit = Hashlimit::cost_to_bytes(avg);
                     if b < unit || unit == 0 {
-                        return Err(Diagnostic::error("E0105", span, format!("hashlimit: burst {b} bytes is below the rate"))
-                            .note(format!("iptables: burst cannot be smaller than {unit}b"))
-                            .help(format!("give a burst of at least {unit} bytes")));
+                        return Err(Diagnostic::error(
+                            "E0105",
+                            span,
+                            format!("hashlimit: burst {b} bytes is below the rate"),
+                        )
+                        .note(format!("iptables: burst cannot be smaller than {unit}b"))
+                        .help(format!("give a burst of at least {unit} bytes")));
                     }
                     if self.expire.is_none() {
                         expire = 60_000;
@@ -1158,7 +1176,8 @@ impl MatchParser for ConnlimitP {
                     });
                 }
                 let v = req(val, cx)?;
-                let n = c_uint(&v.text, u32::MAX as u64).ok_or_else(|| out_of_range(&v, M, name, 0, u32::MAX as u64))?;
+                let n =
+                    c_uint(&v.text, u32::MAX as u64).ok_or_else(|| out_of_range(&v, M, name, 0, u32::MAX as u64))?;
                 self.limit = Some((opt, (opt == 1) != inv, n as u32));
             }
             2 => {
@@ -1241,9 +1260,13 @@ impl MatchParser for SetP {
                 // Two words joined by one space; a set name may itself contain spaces.
                 let (set_name, dirs) = v.text.rsplit_once(' ').unwrap_or((&v.text, ""));
                 if dirs.is_empty() || dirs.starts_with(['-', '!']) {
-                    return Err(Diagnostic::error("E0102", v.span, "set: `--match-set` needs a set name and directions")
-                        .note("iptables: --match-set requires two args.")
-                        .help("write `--match-set NAME src` (or `dst`, `src,dst`, …)"));
+                    return Err(Diagnostic::error(
+                        "E0102",
+                        v.span,
+                        "set: `--match-set` needs a set name and directions",
+                    )
+                    .note("iptables: --match-set requires two args.")
+                    .help("write `--match-set NAME src` (or `dst`, `src,dst`, …)"));
                 }
                 if set_name.len() > SET_NAME_MAX {
                     return Err(Diagnostic::error("E0105", v.span, format!("set: set name `{set_name}` is too long"))
@@ -1252,9 +1275,13 @@ impl MatchParser for SetP {
                 }
                 let parts: Vec<&str> = dirs.split(',').collect();
                 if parts.len() > 6 {
-                    return Err(Diagnostic::error("E0105", v.span, format!("set: {} directions, at most 6", parts.len()))
-                        .note("iptables: Can't be more src/dst options than 6.")
-                        .help("give one `src` or `dst` per dimension of the set"));
+                    return Err(Diagnostic::error(
+                        "E0105",
+                        v.span,
+                        format!("set: {} directions, at most 6", parts.len()),
+                    )
+                    .note("iptables: Can't be more src/dst options than 6.")
+                    .help("give one `src` or `dst` per dimension of the set"));
                 }
                 let mut out = Vec::with_capacity(parts.len());
                 for p in parts {
@@ -1281,11 +1308,16 @@ impl MatchParser for SetP {
                         .help(format!("keep one of `--{what}-eq`, `--{what}-lt`, `--{what}-gt`")));
                 }
                 let v = req(val, cx)?;
-                let n = c_uint(&v.text, u64::MAX).filter(|_| !v.text.trim_start().starts_with('-')).ok_or_else(|| {
-                    Diagnostic::error("E0105", v.span, format!("set: bad counter value `{}` for `--{name}`", v.text))
+                let n =
+                    c_uint(&v.text, u64::MAX).filter(|_| !v.text.trim_start().starts_with('-')).ok_or_else(|| {
+                        Diagnostic::error(
+                            "E0105",
+                            v.span,
+                            format!("set: bad counter value `{}` for `--{name}`", v.text),
+                        )
                         .note(format!("iptables: Cannot parse {} as a counter value", v.text))
                         .help("give a whole number")
-                })?;
+                    })?;
                 let op = match (opt - 5) % 3 {
                     0 if inv => CounterOp::Ne,
                     0 => CounterOp::Eq,
@@ -1514,7 +1546,9 @@ impl MatchParser for PkttypeP {
         Ok(())
     }
     fn finish(self: Box<Self>, cx: &mut Cx) -> Result<Match, Diagnostic> {
-        self.0.map(Match::Pkttype).ok_or_else(|| required(cx, "pkttype", "pkt-type", "add `--pkt-type broadcast` (or unicast, multicast, otherhost)"))
+        self.0.map(Match::Pkttype).ok_or_else(|| {
+            required(cx, "pkttype", "pkt-type", "add `--pkt-type broadcast` (or unicast, multicast, otherhost)")
+        })
     }
 }
 
@@ -1625,14 +1659,19 @@ impl MatchParser for StatisticP {
                 "add `--mode random --probability P` or `--mode nth --every N --packet P`",
             ));
         }
-        for (given, missing) in [("every", self.packet.is_none() && self.every.is_some()), ("packet", self.every.is_none() && self.packet.is_some())]
-            .into_iter()
-            .filter(|(_, m)| *m)
-            .map(|(g, _)| (g, if g == "every" { "packet" } else { "every" }))
-        {
-            return Err(Diagnostic::error("E0108", cx.at, format!("statistic: `--{given}` also requires `--{missing}`"))
-                .note(format!("iptables: statistic: option \"--{given}\" also requires \"--{missing}\"."))
-                .help(if missing == "packet" { "add `--packet 0`" } else { "add `--every N`" }));
+        let unpaired = match (self.every.is_some(), self.packet.is_some()) {
+            (true, false) => Some(("every", "packet")),
+            (false, true) => Some(("packet", "every")),
+            _ => None,
+        };
+        if let Some((given, missing)) = unpaired {
+            return Err(Diagnostic::error(
+                "E0108",
+                cx.at,
+                format!("statistic: `--{given}` also requires `--{missing}`"),
+            )
+            .note(format!("iptables: statistic: option \"--{given}\" also requires \"--{missing}\"."))
+            .help(if missing == "packet" { "add `--packet 0`" } else { "add `--every N`" }));
         }
         let mode = match (nth, self.probability) {
             (false, Some(probability)) => StatMode::Random { probability },
@@ -1683,7 +1722,9 @@ impl MatchParser for IprangeP {
         if reversed {
             let what = if inv { "so the negated test matches every packet" } else { "and never matches" };
             let d = Diagnostic::warning("W0004", v.span, format!("iprange: range {range} is reversed {what}"))
-                .note(format!("the kernel logs `xt_iprange: range {range} is reversed and will never match` and loads the rule"))
+                .note(format!(
+                    "the kernel logs `xt_iprange: range {range} is reversed and will never match` and loads the rule"
+                ))
                 .help(format!("write {}-{}", range.hi, range.lo));
             cx.diags.push(d);
         }
@@ -1770,18 +1811,26 @@ impl MatchParser for Icmp6P {
 mod tests {
     use crate::model::{PrintOptions, SavePrinter};
 
+    /// A diagnostic's code and message.
+    type Found = (String, String);
+
     /// Loads `*filter` with one rule (IPv4, or IPv6 when `v6`) and returns the printed
-    /// rule line, or the first error's code and message.
-    fn load(rule: &str, v6: bool) -> (Result<String, (String, String)>, Vec<(String, String)>) {
+    /// rule line or the first error, plus the warnings.
+    fn load(rule: &str, v6: bool) -> (Result<String, Found>, Vec<Found>) {
         // `-s ::/0` makes the file IPv6 and is not printed back.
         let rule = match (v6, rule.split_once(' ').and_then(|(a, r)| r.split_once(' ').map(|(c, r)| (a, c, r)))) {
             (true, Some((a, c, r))) => format!("{a} {c} -s ::/0 {r}"),
             _ => rule.to_string(),
         };
-        let text = format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{rule}\nCOMMIT\n");
+        let text =
+            format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{rule}\nCOMMIT\n");
         let parsed = crate::load(&text);
-        let warnings: Vec<(String, String)> =
-            parsed.diagnostics.iter().filter(|d| !d.is_error()).map(|d| (d.code.to_string(), d.message.clone())).collect();
+        let warnings: Vec<Found> = parsed
+            .diagnostics
+            .iter()
+            .filter(|d| !d.is_error())
+            .map(|d| (d.code.to_string(), d.message.clone()))
+            .collect();
         if let Some(e) = parsed.diagnostics.iter().find(|d| d.is_error()) {
             return (Err((e.code.to_string(), e.message.clone())), warnings);
         }
@@ -1831,7 +1880,10 @@ mod tests {
             "-A INPUT -m conntrack ! --ctstate NEW ! --ctproto 17 ! --ctorigsrc 10.0.0.1 ! --ctstatus NONE ! --ctexpire 5 --ctdir REPLY",
         );
         // Host bits are kept; masks print as prefix lengths; over-long prefixes are /32.
-        check("-A INPUT -m conntrack --ctorigsrc 10.1.2.3/255.255.0.0", "-A INPUT -m conntrack --ctorigsrc 10.1.2.3/16");
+        check(
+            "-A INPUT -m conntrack --ctorigsrc 10.1.2.3/255.255.0.0",
+            "-A INPUT -m conntrack --ctorigsrc 10.1.2.3/16",
+        );
         check("-A INPUT -m conntrack --ctorigsrc 10.1.2.3/33", "-A INPUT -m conntrack --ctorigsrc 10.1.2.3");
         check("-A INPUT -m conntrack --ctorigsrc 10/8", "-A INPUT -m conntrack --ctorigsrc 0.0.0.10/8");
         check("-A INPUT -m conntrack --ctorigsrc 0/0", "-A INPUT -m conntrack --ctorigsrc 0.0.0.0/0");
@@ -1840,8 +1892,14 @@ mod tests {
             "-A INPUT -m conntrack --ctorigdstport ssh --ctorigsrcport 10: --ctreplsrcport :10 --ctrepldstport 70000",
             "-A INPUT -m conntrack --ctorigsrcport 10:65535 --ctorigdstport 22 --ctreplsrcport 0:10 --ctrepldstport 4464",
         );
-        check("-A INPUT -m conntrack --ctexpire 5: --ctproto all", "-A INPUT -m conntrack --ctproto 0 --ctexpire 5:4294967295");
-        check("-A INPUT -m conntrack --ctexpire 20:20 --ctstatus NONE,ASSURED", "-A INPUT -m conntrack --ctstatus ASSURED --ctexpire 20");
+        check(
+            "-A INPUT -m conntrack --ctexpire 5: --ctproto all",
+            "-A INPUT -m conntrack --ctproto 0 --ctexpire 5:4294967295",
+        );
+        check(
+            "-A INPUT -m conntrack --ctexpire 20:20 --ctstatus NONE,ASSURED",
+            "-A INPUT -m conntrack --ctstatus ASSURED --ctexpire 20",
+        );
         check_fam(
             "-A INPUT -m conntrack --ctorigsrc 2001:db8::1/64 --ctreplsrc 2001:db8::/ffff:ffff:: --ctstate NEW",
             "-A INPUT -m conntrack --ctstate NEW --ctorigsrc 2001:db8::1/64 --ctreplsrc 2001:db8::/32",
@@ -1851,7 +1909,11 @@ mod tests {
 
     #[test]
     fn conntrack_errors() {
-        check_err("-A INPUT -m conntrack --ctstate NEW --ctstate INVALID", "E0107", "conntrack: option `--ctstate` given twice");
+        check_err(
+            "-A INPUT -m conntrack --ctstate NEW --ctstate INVALID",
+            "E0107",
+            "conntrack: option `--ctstate` given twice",
+        );
         check_err("-A INPUT -m conntrack", "E0108", "conntrack: no test given");
         check_err("-A INPUT -m conntrack --ctstate bogus", "E0105", "bad state `bogus`");
         check_err("-A INPUT -m conntrack --ctstatus BOGUS", "E0105", "bad status");
@@ -1950,7 +2012,11 @@ mod tests {
 
     #[test]
     fn hashlimit_errors() {
-        check_err("-A INPUT -m hashlimit --hashlimit-upto 10/min", "E0108", "hashlimit: `--hashlimit-name` is required");
+        check_err(
+            "-A INPUT -m hashlimit --hashlimit-upto 10/min",
+            "E0108",
+            "hashlimit: `--hashlimit-name` is required",
+        );
         check_err("-A INPUT -m hashlimit --hashlimit-name a", "E0108", "no rate given");
         check_err("-A INPUT -m hashlimit --hashlimit-upto 1/week --hashlimit-name a", "E0105", "bad rate `1/week`");
         check_err("-A INPUT -m hashlimit --hashlimit-upto 0/s --hashlimit-name a", "E0105", "bad rate");
@@ -1961,15 +2027,47 @@ mod tests {
             "E0106",
             "`--hashlimit-upto` cannot be used together with `--hashlimit-above`",
         );
-        check_err("-A INPUT -m hashlimit --hashlimit 5/s --hashlimit-upto 5/s --hashlimit-name a", "E0107", "given twice");
-        check_err("-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-burst 0 --hashlimit-name a", "E0105", "bad burst");
-        check_err("-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-burst 2000k --hashlimit-name a", "E0105", "too large");
-        check_err("-A INPUT -m hashlimit --hashlimit-upto 10kb/s --hashlimit-burst 5k --hashlimit-name x", "E0105", "below the rate");
-        check_err("-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-mode bogus --hashlimit-name a", "E0105", "bad mode");
-        check_err("-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-srcmask 33 --hashlimit-name a", "E0105", "longer than the address");
+        check_err(
+            "-A INPUT -m hashlimit --hashlimit 5/s --hashlimit-upto 5/s --hashlimit-name a",
+            "E0107",
+            "given twice",
+        );
+        check_err(
+            "-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-burst 0 --hashlimit-name a",
+            "E0105",
+            "bad burst",
+        );
+        check_err(
+            "-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-burst 2000k --hashlimit-name a",
+            "E0105",
+            "too large",
+        );
+        check_err(
+            "-A INPUT -m hashlimit --hashlimit-upto 10kb/s --hashlimit-burst 5k --hashlimit-name x",
+            "E0105",
+            "below the rate",
+        );
+        check_err(
+            "-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-mode bogus --hashlimit-name a",
+            "E0105",
+            "bad mode",
+        );
+        check_err(
+            "-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-srcmask 33 --hashlimit-name a",
+            "E0105",
+            "longer than the address",
+        );
         check_err("-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-name a/b", "E0105", "invalid table name");
-        check_err("-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-htable-expire 0 --hashlimit-name a", "E0105", "refused by the kernel");
-        check_err("-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-rate-interval 0 --hashlimit-name a", "E0105", "bad rate interval");
+        check_err(
+            "-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-htable-expire 0 --hashlimit-name a",
+            "E0105",
+            "refused by the kernel",
+        );
+        check_err(
+            "-A INPUT -m hashlimit --hashlimit-upto 10/s --hashlimit-rate-interval 0 --hashlimit-name a",
+            "E0105",
+            "bad rate interval",
+        );
     }
 
     #[test]
@@ -2013,7 +2111,11 @@ mod tests {
         check("-A INPUT -m ttl --ttl-gt 0x10", "-A INPUT -m ttl --ttl-gt 16");
         check_err("-A INPUT -m ttl ! --ttl-gt 5", "E0104", "cannot be inverted");
         check_err("-A INPUT -m ttl --ttl-eq 256", "E0105", "bad value");
-        check_err("-A INPUT -m ttl --ttl-eq 5 --ttl-gt 3", "E0106", "`--ttl-gt` cannot be used together with `--ttl-eq`");
+        check_err(
+            "-A INPUT -m ttl --ttl-eq 5 --ttl-gt 3",
+            "E0106",
+            "`--ttl-gt` cannot be used together with `--ttl-eq`",
+        );
         check_err("-A INPUT -m ttl", "E0108", "no comparison");
 
         check("-A INPUT -p tcp -m tcpmss ! --mss 536:65535", "-A INPUT -p tcp -m tcpmss ! --mss 536:65535");
@@ -2093,7 +2195,10 @@ mod tests {
             "-A INPUT -m set ! --match-set S src,dst --return-nomatch ! --update-counters ! --update-subcounters --packets-lt 3 --bytes-gt 5"
         );
         assert_eq!(w, vec![("W0006".to_string(), "ipset `S` must exist when the ruleset is loaded".to_string())]);
-        check("-A INPUT -m set --set S src --update-counters ! --packets-eq 0x10", "-A INPUT -m set --match-set S src ! --packets-eq 16");
+        check(
+            "-A INPUT -m set --set S src --update-counters ! --packets-eq 0x10",
+            "-A INPUT -m set --match-set S src ! --packets-eq 16",
+        );
         check_err("-A INPUT -m set --match-set S foo", "E0105", "bad direction `foo`");
         check_err("-A INPUT -m set --match-set S src,dst,src,dst,src,dst,src", "E0105", "at most 6");
         check_err("-A INPUT -m set --match-set S -j ACCEPT", "E0102", "needs a set name");
@@ -2196,13 +2301,21 @@ mod tests {
             "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 128",
             true,
         );
-        check_fam("-A INPUT -p ipv6-icmp --icmpv6-type echo-reply", "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 129", true);
+        check_fam(
+            "-A INPUT -p ipv6-icmp --icmpv6-type echo-reply",
+            "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 129",
+            true,
+        );
         check_fam(
             "-A INPUT -p ipv6-icmp -m icmp6 ! --icmpv6-type port-unreachable",
             "-A INPUT -p ipv6-icmp -m icmp6 ! --icmpv6-type 1/4",
             true,
         );
-        check_fam("-A INPUT -p 58 -m icmp6 --icmpv6-type 255", "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 255", true);
+        check_fam(
+            "-A INPUT -p 58 -m icmp6 --icmpv6-type 255",
+            "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 255",
+            true,
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! model value, checking what the iptables extension and the kernel check.
 //!
 //! Modules fwverify does not model but knows (real xtables extensions) are kept as
-//! [`Opaque`] with a warning; names that are no extension at all are errors, as in
+//! `Opaque` with a warning; names that are no extension at all are errors, as in
 //! iptables-restore.
 
 mod basic;
@@ -251,7 +251,7 @@ pub(crate) fn parse_port(s: &str) -> Option<u16> {
     if let Ok(n) = s.parse::<u32>() {
         return u16::try_from(n).ok();
     }
-    SERVICES.iter().find(|(n, _)| n.eq_ignore_ascii_case(s)).map(|&(_, p)| p)
+    SERVICES.iter().find(|(n, _)| *n == s).map(|&(_, p)| p)
 }
 
 /// `P`, `A:B`, `A:`, `:B` as iptables reads port ranges (SEMANTICS.md §1.4).

@@ -7,6 +7,10 @@
 //! the kernel's table and protocol restrictions. Restrictions that depend on the hooks a
 //! rule is reached from are checked on the chain graph (`graph::ChainGraph::hook_errors`).
 
+// `Diagnostic` is the error of every option parser (the `TargetParser` trait returns it);
+// boxing it is a crate-wide choice, not one for this file.
+#![allow(clippy::result_large_err)]
+
 use std::net::IpAddr;
 
 use super::{bad, o, parse_port, req, twice, Arg, Cx, OptDef, TargetParser, Val};
