@@ -7,11 +7,14 @@
 //! - `roundtrip`: proptest — generated canonical rules print back unchanged.
 //! - `kernel`: `fwverify fmt` against `iptables-legacy-restore` + `-save` in a throwaway
 //!   network namespace (root only; skipped with a message elsewhere, fails under `CI`).
+//! - `conform`: the simulator against the kernel for every shipped scenario.
+//! - `traces`: `fwverify gen` output and pcap/pcapng captures replayed by `check --scenario`.
 
 mod common;
 
 mod bad;
 mod cli;
+mod conform;
 mod corpus;
 mod kernel;
 mod roundtrip;

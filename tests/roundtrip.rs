@@ -381,6 +381,7 @@ proptest! {
 
     #[test]
     fn canonical_rules_print_back_unchanged(text in ruleset()) {
+        // `FWV_SHOW=1 cargo test canonical_rules -- --nocapture` shows what is generated.
         if std::env::var_os("FWV_SHOW").is_some() { eprintln!("{text}"); }
         let parsed = fwverify::load(&text);
         let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error())

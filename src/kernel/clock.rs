@@ -2,7 +2,7 @@
 //! `ktime_get`, which `/proc/timer_list` prints as "now at N nsecs"), and `jiffies` with
 //! the kernel's HZ, which xt_recent stamps use.
 
-use std::io;
+use std::io::{self, BufRead};
 use std::time::Duration;
 
 /// `CLOCK_MONOTONIC` in nanoseconds.
@@ -34,16 +34,19 @@ pub struct Tick {
     pub jiffies: u64,
 }
 
-/// Reads `/proc/timer_list` (root only).
+/// Reads `/proc/timer_list` (root only), only as far as the first `jiffies:` line: the
+/// file is generated while it is read, and is long on machines with many CPUs.
 pub fn read_tick() -> io::Result<Tick> {
-    let text = std::fs::read_to_string("/proc/timer_list")?;
-    parse_tick(&text).ok_or_else(|| io::Error::other("/proc/timer_list has no `now at` or `jiffies:` line"))
+    let file = std::io::BufReader::new(std::fs::File::open("/proc/timer_list")?);
+    parse_tick(file.lines().map_while(Result::ok))
+        .ok_or_else(|| io::Error::other("/proc/timer_list has no `now at` or `jiffies:` line"))
 }
 
-fn parse_tick(text: &str) -> Option<Tick> {
+fn parse_tick(lines: impl Iterator<Item = impl AsRef<str>>) -> Option<Tick> {
     let mut mono = None;
     let mut jiffies = None;
-    for line in text.lines() {
+    for line in lines {
+        let line = line.as_ref();
         if let Some(rest) = line.strip_prefix("now at ") {
             mono = rest.split_whitespace().next()?.parse().ok();
         } else if let Some(rest) = line.strip_prefix("jiffies:") {
@@ -79,7 +82,7 @@ mod tests {
     #[test]
     fn reads_timer_list() {
         let text = "Timer List Version: v0.10\nHRTIMER_MAX_CLOCK_BASES: 8\nnow at 1565405681126 nsecs\n\ncpu: 0\n  .idle_jiffies   : 4295283153\njiffies: 4295283583\n";
-        assert_eq!(parse_tick(text), Some(Tick { mono_ns: 1565405681126, jiffies: 4295283583 }));
+        assert_eq!(parse_tick(text.lines()), Some(Tick { mono_ns: 1565405681126, jiffies: 4295283583 }));
     }
 
     #[test]

@@ -11,12 +11,14 @@
 //!    root namespace), the `--listen` sockets, and a raw socket for reading the tables.
 //! 3. The host's addresses on the devices (`--host`, else every unicast destination of the
 //!    scenario, on the device it first arrives by), a default route by the first device,
-//!    host routes for sources that arrive by another one.
+//!    host routes for sources that arrive by another one, and per-device policy routing
+//!    so that forwarded packets leave by the device they came in by, as in the simulator.
 //! 4. The ruleset through `ip netns exec NS iptables-legacy-restore -w` (ip6tables for
 //!    IPv6), plus a helper `security` table (below).
 //! 5. Each row at its time in real time (`CLOCK_MONOTONIC`): counters read, the packet
 //!    written to its TUN device, everything the host sends read back, counters read again.
-//! 6. At the end: all rule counters and `/proc/net/xt_recent/*`.
+//! 6. At the end: all rule counters and `/proc/net/xt_recent/*` (read by a thread in the
+//!    namespace through `/proc/thread-self/net`).
 //!
 //! How results are observed:
 //! - **Path**: the counters of every rule are read through `getsockopt(IPT_SO_GET_ENTRIES)`
@@ -122,11 +124,12 @@ pub struct KernelRun {
     pub notes: Vec<String>,
 }
 
+/// A system program by absolute path, from the usual directories (root's `PATH`; no
+/// environment is read).
 fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
+    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file())
 }
 
@@ -243,11 +246,13 @@ impl Flows {
 /// Whether `r` (sent by the host) answers `p` (injected).
 fn answers(p: &Packet, r: &wire::Parsed) -> bool {
     let q = &r.pkt;
+    // An ICMP error names what it answers; its source is whichever address the host
+    // picked (for a forwarded packet, its own, not the packet's destination).
+    if let Some((s, d, pr, sp, dp)) = r.quoted {
+        return q.dst == p.src && s == p.src && d == p.dst && pr == p.proto && sp == p.sport && dp == p.dport;
+    }
     if q.src != p.dst || q.dst != p.src {
         return false;
-    }
-    if let Some((s, d, pr, sp, dp)) = r.quoted {
-        return s == p.src && d == p.dst && pr == p.proto && sp == p.sport && dp == p.dport;
     }
     match q.proto {
         proto::TCP | proto::UDP => q.proto == p.proto && q.sport == p.dport && q.dport == p.sport,
@@ -458,11 +463,19 @@ fn open_session(ruleset: &Ruleset, text: &str, plan: &Plan, cfg: &SimConfig) -> 
             IpAddr::V6(_) => batch += &format!("address add {a}/128 dev {n} nodad\n"),
         }
     }
-    batch += &format!("route add {} dev {}\n", if v6 { "::/0" } else { "default" }, ifaces[0]);
+    batch += &format!("route add default dev {}\n", ifaces[0]);
     for (a, i) in &plan.routes {
         batch += &format!("route add {a}/{} dev {}\n", if v6 { 128 } else { 32 }, ifaces[*i]);
     }
-    ns.ip_batch(&batch).map_err(setup("configuring the namespace's devices"))?;
+    ns.ip_batch(&batch, v6).map_err(setup("configuring the namespace's devices"))?;
+    // The simulator forwards a packet out of the interface it came in by.
+    let mut rules = String::new();
+    for (i, n) in ifaces.iter().enumerate().skip(1) {
+        rules += &format!("rule add iif {n} table {}\nroute add default dev {n} table {}\n", 100 + i, 100 + i);
+    }
+    if !rules.is_empty() {
+        ns.ip_batch(&rules, v6).map_err(setup("configuring the namespace's routing"))?;
+    }
 
     let restore = find_program(restore_program(plan.family)).expect("checked by check_prerequisites");
     let restore = restore.to_string_lossy();
@@ -654,7 +667,12 @@ pub fn replay(
                 flows.reply(&p);
             }
             if !answers(&pkt, &p) {
-                strays += 1;
+                // The forwarded packet itself is not a reply, nor a stray.
+                let forwarded = p.pkt.src == pkt.src
+                    && p.pkt.dst == pkt.dst
+                    && p.pkt.proto == pkt.proto
+                    && (p.pkt.sport, p.pkt.dport) == (pkt.sport, pkt.dport);
+                strays += usize::from(!forwarded);
                 continue;
             }
             let mut r = p.pkt;

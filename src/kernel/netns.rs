@@ -26,8 +26,13 @@ pub fn cleanup_all() {
     }
 }
 
+/// `ip` from iproute2, by absolute path when found.
+fn ip() -> Command {
+    Command::new(super::find_program("ip").unwrap_or_else(|| "ip".into()))
+}
+
 fn delete(name: &str) -> io::Result<()> {
-    let st = Command::new("ip").args(["netns", "del", name]).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    let st = ip().args(["netns", "del", name]).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
     if st.success() {
         Ok(())
     } else {
@@ -68,7 +73,7 @@ impl Netns {
         reap_stale();
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         let name = format!("fwv-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let out = Command::new("ip").args(["netns", "add", &name]).stdin(Stdio::null()).output()?;
+        let out = ip().args(["netns", "add", &name]).stdin(Stdio::null()).output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
                 "`ip netns add {name}` failed: {}",
@@ -112,7 +117,7 @@ impl Netns {
 
     /// `ip netns exec NS program args…` with `input` on stdin; the error carries stderr.
     pub fn exec(&self, program: &str, args: &[&str], input: Option<&[u8]>) -> io::Result<Vec<u8>> {
-        let mut cmd = Command::new("ip");
+        let mut cmd = ip();
         cmd.args(["netns", "exec", &self.name, program]).args(args);
         cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -130,10 +135,11 @@ impl Netns {
         Ok(out.stdout)
     }
 
-    /// Runs `ip -n NS -batch -` with the given commands, one a line.
-    pub fn ip_batch(&self, commands: &str) -> io::Result<()> {
-        let mut child = Command::new("ip")
-            .args(["-n", &self.name, "-batch", "-"])
+    /// Runs `ip [-6] -n NS -batch -` with the given commands, one a line.
+    pub fn ip_batch(&self, commands: &str, v6: bool) -> io::Result<()> {
+        let family = if v6 { "-6" } else { "-4" };
+        let mut child = ip()
+            .args([family, "-n", &self.name, "-batch", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -14,10 +14,10 @@ use crate::model::{Family, Hook, TableName};
 
 const SO_GET_INFO: libc::c_int = 64;
 const SO_GET_ENTRIES: libc::c_int = 65;
-/// `sizeof(struct ipt_getinfo)`: name[32], valid_hooks, hook_entry[5], underflow[5],
-/// num_entries, size.
+/// `sizeof(struct ipt_getinfo)`: `name[32]`, `valid_hooks`, `hook_entry[5]`, `underflow[5]`,
+/// `num_entries`, `size`.
 const GETINFO_LEN: usize = 84;
-/// `sizeof(struct ipt_get_entries)`: name[32], size, padding to the 8-byte alignment of
+/// `sizeof(struct ipt_get_entries)`: `name[32]`, `size`, padding to the 8-byte alignment of
 /// the entries that follow.
 const GET_ENTRIES_HDR: usize = 40;
 

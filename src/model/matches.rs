@@ -62,6 +62,8 @@ pub enum Match {
     Iprange(Iprange),
     /// `-m icmp6` (IPv6)
     Icmp6(Icmp6),
+    /// `-m string`
+    String(StringMatch),
     /// A module fwverify does not model: kept with its raw options, printed back as given.
     Opaque(Opaque),
 }
@@ -95,6 +97,7 @@ impl Match {
             Match::Statistic(_) => "statistic",
             Match::Iprange(_) => "iprange",
             Match::Icmp6(_) => "icmp6",
+            Match::String(_) => "string",
             Match::Opaque(o) => &o.module,
         }
     }
@@ -127,6 +130,7 @@ impl Match {
             Match::Statistic(m) => m,
             Match::Iprange(m) => m,
             Match::Icmp6(m) => m,
+            Match::String(m) => m,
             Match::Opaque(m) => m,
         }
     }
@@ -1442,5 +1446,59 @@ mod tests {
         assert_eq!(case(86400, 5000), "5000/day");
         assert_eq!(case(3600, 3), "3/hour");
         assert_eq!(case(1, 1), "1/sec");
+    }
+}
+
+/// `-m string`: a byte pattern searched in the packet between two offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StringMatch {
+    /// `!`
+    pub inv: bool,
+    /// The pattern bytes (from `--string` or `--hex-string`).
+    pub pattern: Vec<u8>,
+    /// `--algo` (`bm` or `kmp`).
+    pub algo: String,
+    /// `--from` offset (default 0).
+    pub from: u16,
+    /// `--to` offset (default 65535).
+    pub to: u16,
+    /// `--icase`
+    pub icase: bool,
+}
+
+impl fmt::Display for StringMatch {
+    /// libxt_string's save: printable patterns as a quoted string (`"` and `\` escaped),
+    /// others as `"|hex|"`; then `--algo`, `--from` unless 0, `--to` unless 65535, `--icase`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.inv {
+            f.write_str(" !")?;
+        }
+        if self.pattern.iter().all(|b| (0x20..0x7f).contains(b)) {
+            f.write_str(" --string \"")?;
+            for &b in &self.pattern {
+                if b == b'"' || b == b'\\' {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{}", b as char)?;
+            }
+            f.write_str("\"")?;
+        } else {
+            f.write_str(" --hex-string \"|")?;
+            for b in &self.pattern {
+                write!(f, "{b:02x}")?;
+            }
+            f.write_str("|\"")?;
+        }
+        write!(f, " --algo {}", self.algo)?;
+        if self.from != 0 {
+            write!(f, " --from {}", self.from)?;
+        }
+        if self.to != 65535 {
+            write!(f, " --to {}", self.to)?;
+        }
+        if self.icase {
+            f.write_str(" --icase")?;
+        }
+        Ok(())
     }
 }

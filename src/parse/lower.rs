@@ -22,12 +22,22 @@ pub(super) struct Lowerer<'t> {
     tables: Vec<Table>,
     current: Option<TableBuilder>,
     pub(super) family: Option<Family>,
-    crlf_reported: bool,
 }
 
 pub(super) fn lower_file(file: Pair<'_, G>, text: &str, diags: &mut Vec<Diagnostic>) -> Ruleset {
+    // The grammar folds a `\r` before the line break into the line's end, so CRLF
+    // files are recognised here, once, at the first one.
+    if let Some(pos) = text.find("\r\n") {
+        let line = text[..pos].matches('\n').count() as u32 + 1;
+        diags.push(
+            Diagnostic::error("E0002", Span::new(pos, pos + 1, line), "file has CRLF (Windows) line endings")
+                .label("carriage return before the line break")
+                .note("iptables-restore keeps the `\\r` as part of the last word of every line, so it rejects the file (e.g. `unable to initialize table 'filter\\r'`)")
+                .help("convert the line endings, e.g. `dos2unix FILE` or `sed -i 's/\\r$//' FILE`"),
+        );
+    }
     let family = guess_family(text);
-    let mut l = Lowerer { text, diags, tables: Vec::new(), current: None, family, crlf_reported: false };
+    let mut l = Lowerer { text, diags, tables: Vec::new(), current: None, family };
     let mut line_no = 0u32;
     for pair in file.into_inner() {
         match pair.as_rule() {
@@ -36,18 +46,6 @@ pub(super) fn lower_file(file: Pair<'_, G>, text: &str, diags: &mut Vec<Diagnost
                 let last = pair.as_rule() == G::last_line;
                 if let Some(body) = pair.into_inner().next() {
                     l.line(body, line_no, last);
-                }
-            }
-            G::eol => {
-                if pair.as_str() == "\r\n" && !l.crlf_reported {
-                    l.crlf_reported = true;
-                    let s = pair.as_span();
-                    l.diags.push(
-                        Diagnostic::error("E0002", Span::new(s.start(), s.start() + 1, line_no), "file has CRLF (Windows) line endings")
-                            .label("carriage return before the line break")
-                            .note("iptables-restore keeps the `\\r` as part of the last word of every line, so it rejects the file (e.g. `unable to initialize table 'filter\\r'`)")
-                            .help("convert the line endings, e.g. `dos2unix FILE` or `sed -i 's/\\r$//' FILE`"),
-                    );
                 }
             }
             _ => {}
@@ -416,7 +414,9 @@ impl Lowerer<'_> {
                 .note(format!("the earlier block starts on line {}", self.tables[i].span.line))
                 .help("merge the two blocks"),
             );
-            self.tables.remove(i);
+            // The kernel replaces the table where it first appeared.
+            self.tables[i] = tb.table;
+            return;
         }
         self.tables.push(tb.table);
     }

@@ -22,7 +22,8 @@ pub(crate) struct Tok {
     pub quoted: bool,
 }
 
-/// What a rule line asks for.
+/// What a rule line asks for (built once per line, moved into the model right away).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     /// `-A CHAIN …` or `-I CHAIN [N] …`
     Append {

@@ -290,7 +290,7 @@ pub fn compile(rs: &Ruleset, cfg: &SimConfig, ifaces: &Ifaces) -> Result<Program
                         // TCPMSS rewrites an option no match of ours reads.
                         Target::Tcpmss(_) => CTarget::Continue,
                         Target::Mark(m) => CTarget::Mark { value: m.value, mask: m.mask },
-                        Target::Connmark(c) => CTarget::Connmark(c.clone()),
+                        Target::Connmark(c) => CTarget::Connmark(*c),
                         Target::Notrack => CTarget::Notrack,
                         Target::Ct(ct) if ct.notrack => CTarget::Notrack,
                         Target::Ct(ct)
@@ -391,7 +391,7 @@ fn compile_match(m: &Match, cfg: &SimConfig, p: &mut Program) -> Result<CMatch, 
         Match::Connmark(m) => CMatch::Connmark { inv: m.inv, value: m.value, mask: m.mask },
         Match::Length(l) => CMatch::Length { inv: l.inv, min: l.min, max: l.max },
         Match::Ttl(t) => CMatch::Ttl(*t),
-        Match::Iprange(r) => CMatch::Iprange(r.clone()),
+        Match::Iprange(r) => CMatch::Iprange(*r),
         Match::Icmp6(i) => CMatch::Icmp6 { inv: i.inv, ty: i.ty, code_min: i.code_min, code_max: i.code_max },
         Match::Pkttype(t) => CMatch::Pkttype { inv: t.inv, ty: t.ty },
         Match::Addrtype(a) => {

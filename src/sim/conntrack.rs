@@ -2,8 +2,9 @@
 //! TCP state machine of `nf_conntrack_proto_tcp.c` (loose pickup on, windows assumed
 //! valid: scenarios carry no sequence numbers).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
 
 use super::Jiffies;
 use crate::model::matches::ctstate;
@@ -165,6 +166,8 @@ pub struct Conn {
     fin_seen: [bool; 2],
     /// Direction and index of the last packet (for RST reopen).
     last: (usize, usize),
+    /// Entered in the table (confirmed and not killed since).
+    in_table: bool,
 }
 
 /// The connection a packet belongs to while it traverses the hooks.
@@ -204,18 +207,27 @@ pub fn state_bits(r: CtRef, table: &Conntrack) -> u8 {
 #[derive(Debug)]
 pub struct Conntrack {
     hz: u64,
-    map: HashMap<Key, (u32, bool)>,
+    /// Both directions' keys of every connection in the table. FxHash: a tuple is
+    /// hashed two to four times per packet, and chosen-key attacks are no concern offline.
+    map: FxHashMap<Key, (u32, bool)>,
     conns: Vec<Conn>,
     free: Vec<u32>,
     pending: Option<Conn>,
+    /// Next slot of `conns` the garbage collector looks at.
+    gc_next: usize,
 }
 
-fn icmp_reply_type(t: u8) -> Option<u8> {
-    match t {
-        8 => Some(0),
-        13 => Some(14),
-        15 => Some(16),
-        17 => Some(18),
+/// Slots of the connection table [`Conntrack::gc`] examines per call.
+const GC_SLOTS: usize = 8;
+
+fn icmp_reply_type(t: u8, p: u8) -> Option<u8> {
+    match (p, t) {
+        (proto::ICMP, 8) => Some(0),
+        (proto::ICMP, 13) => Some(14),
+        (proto::ICMP, 15) => Some(16),
+        (proto::ICMP, 17) => Some(18),
+        (proto::ICMPV6, 128) => Some(129),
+        (proto::ICMPV6, 139) => Some(140),
         _ => None,
     }
 }
@@ -223,16 +235,59 @@ fn icmp_reply_type(t: u8) -> Option<u8> {
 impl Conntrack {
     /// An empty table.
     pub fn new(hz: u32) -> Conntrack {
-        let mut map = HashMap::new();
+        let mut map = FxHashMap::default();
         map.reserve(4096);
-        Conntrack { hz: hz as u64, map, conns: Vec::with_capacity(2048), free: Vec::new(), pending: None }
+        Conntrack {
+            hz: hz as u64,
+            map,
+            conns: Vec::with_capacity(2048),
+            free: Vec::with_capacity(2048),
+            pending: None,
+            gc_next: 0,
+        }
+    }
+
+    /// Removes expired connections, a few slots per call: the kernel's `gc_worker`,
+    /// spread over packets so that each step stays bounded. Lookups already treat an
+    /// expired connection as absent (`packet_in` kills it when its tuple comes back), so
+    /// collecting it changes no verdict; it keeps the table, and so memory, at the live
+    /// connections (plus what the sweep has not reached yet) instead of every
+    /// connection ever made. Time must not go backwards between calls.
+    pub fn gc(&mut self, now: Jiffies) {
+        let n = self.conns.len();
+        if n == 0 {
+            return;
+        }
+        for _ in 0..GC_SLOTS.min(n) {
+            if self.gc_next >= n {
+                self.gc_next = 0;
+            }
+            let id = self.gc_next;
+            self.gc_next += 1;
+            let c = &self.conns[id];
+            if c.in_table && c.expires < now {
+                self.kill(id as u32);
+            }
+        }
+    }
+
+    /// Connections in the table (expired ones not yet collected included).
+    pub fn len(&self) -> usize {
+        self.conns.len() - self.free.len()
+    }
+
+    /// True when no connection is in the table.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The key of a packet in its own direction.
     pub fn key(p: &Packet) -> Key {
         match p.proto {
             proto::TCP | proto::UDP => Key { src: p.src, dst: p.dst, proto: p.proto, a: p.sport, b: p.dport },
-            proto::ICMP => Key { src: p.src, dst: p.dst, proto: p.proto, a: p.icmp_id, b: p.icmp_type as u16 },
+            proto::ICMP | proto::ICMPV6 => {
+                Key { src: p.src, dst: p.dst, proto: p.proto, a: p.icmp_id, b: p.icmp_type as u16 }
+            }
             _ => Key { src: p.src, dst: p.dst, proto: p.proto, a: 0, b: 0 },
         }
     }
@@ -240,12 +295,12 @@ impl Conntrack {
     fn reply_key(k: &Key) -> Key {
         match k.proto {
             proto::TCP | proto::UDP => Key { src: k.dst, dst: k.src, proto: k.proto, a: k.b, b: k.a },
-            proto::ICMP => Key {
+            proto::ICMP | proto::ICMPV6 => Key {
                 src: k.dst,
                 dst: k.src,
                 proto: k.proto,
                 a: k.a,
-                b: icmp_reply_type(k.b as u8).unwrap_or(255) as u16,
+                b: icmp_reply_type(k.b as u8, k.proto).unwrap_or(255) as u16,
             },
             _ => Key { src: k.dst, dst: k.src, proto: k.proto, a: 0, b: 0 },
         }
@@ -279,7 +334,9 @@ impl Conntrack {
     }
 
     fn kill(&mut self, id: u32) {
-        let c = &self.conns[id as usize];
+        let c = &mut self.conns[id as usize];
+        debug_assert!(c.in_table, "connection {id} killed twice");
+        c.in_table = false;
         let (o, r) = (c.orig, Self::reply_key(&c.orig));
         self.map.remove(&o);
         self.map.remove(&r);
@@ -301,10 +358,17 @@ impl Conntrack {
                 return self.existing(id, reply, p, now);
             }
         }
-        if p.proto == proto::ICMP && matches!(p.icmp_type, 3 | 4 | 5 | 11 | 12) {
+        if (p.proto == proto::ICMP && matches!(p.icmp_type, 3 | 4 | 5 | 11 | 12))
+            || (p.proto == proto::ICMPV6 && matches!(p.icmp_type, 1..=4))
+        {
             // An ICMP error quoting a tracked connection would be RELATED; scenarios
             // cannot quote one, so the error is not related to anything.
             return CtRef::Invalid;
+        }
+        if p.proto == proto::ICMPV6 && matches!(p.icmp_type, 130..=137 | 143) {
+            // Multicast listener and neighbour discovery messages are never tracked
+            // (`noct_valid_new` in nf_conntrack_proto_icmpv6.c).
+            return CtRef::Untracked;
         }
         self.new_conn(key, p, now)
     }
@@ -321,6 +385,7 @@ impl Conntrack {
             picked_up: false,
             fin_seen: [false; 2],
             last: (0, tcp_index(p.flags)),
+            in_table: false,
         };
         let timeout = match p.proto {
             proto::TCP => {
@@ -339,8 +404,8 @@ impl Conntrack {
                 }
             }
             proto::UDP => 30,
-            proto::ICMP => {
-                if icmp_reply_type(p.icmp_type).is_none() {
+            proto::ICMP | proto::ICMPV6 => {
+                if icmp_reply_type(p.icmp_type, p.proto).is_none() {
                     return CtRef::Invalid;
                 }
                 30
@@ -414,7 +479,7 @@ impl Conntrack {
                 };
                 c.expires = now + t * hz;
             }
-            proto::ICMP => c.expires = now + 30 * hz,
+            proto::ICMP | proto::ICMPV6 => c.expires = now + 30 * hz,
             _ => c.expires = now + 600 * hz,
         }
         if reply {
@@ -429,7 +494,8 @@ impl Conntrack {
         if r != CtRef::Pending {
             return r;
         }
-        let Some(c) = self.pending.take() else { return r };
+        let Some(mut c) = self.pending.take() else { return r };
+        c.in_table = true;
         let (o, rk) = (c.orig, Self::reply_key(&c.orig));
         let id = match self.free.pop() {
             Some(id) => {

@@ -3,8 +3,9 @@
 //! listening port, RST from a closed one, ICMP port unreachable (rate-limited like
 //! `icmp_ratelimit`), echo replies, and REJECT's replies (SEMANTICS.md §7).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
 
 use super::conntrack::CtRef;
 use super::{Ifaces, Jiffies, SimConfig};
@@ -46,6 +47,8 @@ impl ReplyKind {
 enum Sock {
     SynRecv,
     Established,
+    /// The peer closed; the application never does.
+    CloseWait,
 }
 
 /// The host.
@@ -53,20 +56,34 @@ enum Sock {
 pub struct Host {
     hosts: Vec<IpAddr>,
     listen: Vec<(u8, u16)>,
-    socks: HashMap<(IpAddr, u16, IpAddr, u16), Sock>,
+    /// Sockets by (remote address, remote port, local address, local port). FxHash, as
+    /// the other per-packet tables.
+    socks: FxHashMap<(IpAddr, u16, IpAddr, u16), Sock>,
     /// Per-destination ICMP error tokens (`inet_peer_xrlim_allow`).
-    peers: HashMap<IpAddr, (u64, Jiffies)>,
+    peers: FxHashMap<IpAddr, (u64, Jiffies)>,
+    /// `peers` is swept of idle entries when it reaches this size.
+    peers_sweep_at: usize,
     hz: u64,
 }
+
+/// The size below which `peers` is never swept.
+const PEERS_MIN_SWEEP: usize = 256;
 
 impl Host {
     /// A host as configured.
     pub fn new(cfg: &SimConfig) -> Host {
-        let mut socks = HashMap::new();
+        let mut socks = FxHashMap::default();
         socks.reserve(1024);
-        let mut peers = HashMap::new();
-        peers.reserve(256);
-        Host { hosts: cfg.hosts.clone(), listen: cfg.listen.clone(), socks, peers, hz: cfg.hz as u64 }
+        let mut peers = FxHashMap::default();
+        peers.reserve(2 * PEERS_MIN_SWEEP);
+        Host {
+            hosts: cfg.hosts.clone(),
+            listen: cfg.listen.clone(),
+            socks,
+            peers,
+            peers_sweep_at: PEERS_MIN_SWEEP,
+            hz: cfg.hz as u64,
+        }
     }
 
     /// Whether `dst` is one of the host's addresses (all are, when none were given).
@@ -137,6 +154,13 @@ impl Host {
         r
     }
 
+    /// A SYN-ACK: the kernel adds an MSS option (4 bytes).
+    fn syn_ack(pkt: &Packet) -> Packet {
+        let mut r = Self::tcp_reply(pkt, 0x12);
+        r.len += 4;
+        r
+    }
+
     /// ICMP error (type 3) quoting `pkt`: 28 bytes of header plus the quoted IP header
     /// and 8 bytes, at most 576 bytes in all.
     fn icmp_error(pkt: &Packet, code: u8) -> Packet {
@@ -154,6 +178,13 @@ impl Host {
     /// (1000 ms), the bucket holds 6 (XRLIM_BURST_FACTOR) and starts full.
     fn icmp_allowed(&mut self, dst: IpAddr, now: Jiffies) -> bool {
         let timeout = self.hz;
+        if self.peers.len() >= self.peers_sweep_at {
+            // A peer idle for 6 s or more has a full bucket, exactly like one never seen
+            // (which starts 60 s in credit, capped at 6): forgetting it changes nothing.
+            // Sweeping when the map doubles keeps the cost amortised O(1) per insert.
+            self.peers.retain(|_, e| now.wrapping_sub(e.1) < 6 * timeout);
+            self.peers_sweep_at = (2 * self.peers.len()).max(PEERS_MIN_SWEEP);
+        }
         let e = self.peers.entry(dst).or_insert((0, now.wrapping_sub(60 * self.hz)));
         let mut token = e.0 + now.wrapping_sub(e.1);
         e.1 = now;
@@ -180,23 +211,33 @@ impl Host {
                     return None;
                 }
                 let listening = self.listen.contains(&(proto::TCP, pkt.dport));
+                let data = pkt.len > Packet::header_len(pkt.src, proto::TCP);
                 match self.socks.get(&key).copied() {
                     Some(state) => {
                         if syn && !ack {
-                            return Some((Self::tcp_reply(pkt, 0x12), ReplyKind::SynAck, CtRef::Invalid));
+                            return Some(match state {
+                                Sock::SynRecv => (Self::syn_ack(pkt), ReplyKind::SynAck, CtRef::Invalid),
+                                // RFC 5961 challenge ACK on a synchronized connection.
+                                _ => (Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid),
+                            });
                         }
+                        let mut state = state;
                         if state == Sock::SynRecv && ack && !syn {
-                            self.socks.insert(key, Sock::Established);
+                            state = Sock::Established;
+                            self.socks.insert(key, state);
                         }
-                        if fin {
-                            self.socks.remove(&key);
+                        if fin && state == Sock::Established {
+                            self.socks.insert(key, Sock::CloseWait);
+                            return Some((Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid));
+                        }
+                        if data && state != Sock::SynRecv {
                             return Some((Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid));
                         }
                         None
                     }
                     None if listening && syn && !ack && !fin => {
                         self.socks.insert(key, Sock::SynRecv);
-                        Some((Self::tcp_reply(pkt, 0x12), ReplyKind::SynAck, CtRef::Invalid))
+                        Some((Self::syn_ack(pkt), ReplyKind::SynAck, CtRef::Invalid))
                     }
                     None if listening && syn => None,
                     None => {
@@ -213,9 +254,9 @@ impl Host {
                 self.icmp_allowed(pkt.src, now)
                     .then(|| (Self::icmp_error(pkt, 3), ReplyKind::PortUnreachable, CtRef::Related))
             }
-            proto::ICMP if pkt.icmp_type == 8 => {
+            proto::ICMP | proto::ICMPV6 if pkt.icmp_type == if pkt.proto == proto::ICMP { 8 } else { 128 } => {
                 let mut r = Self::reply_base(pkt);
-                r.icmp_type = 0;
+                r.icmp_type = if pkt.proto == proto::ICMP { 0 } else { 129 };
                 r.icmp_code = 0;
                 r.icmp_id = pkt.icmp_id;
                 r.sport = 0;
@@ -244,6 +285,13 @@ impl Host {
         if !self.icmp_allowed(pkt.src, now) {
             return None;
         }
-        Some((Self::icmp_error(pkt, code), ReplyKind::Reject, CtRef::Related))
+        let mut r = Self::icmp_error(pkt, code);
+        if !self.is_local(pkt.dst) {
+            // A forwarded packet is answered from the host's own address.
+            if let Some(a) = self.hosts.iter().find(|a| a.is_ipv4() == pkt.src.is_ipv4()) {
+                r.src = *a;
+            }
+        }
+        Some((r, ReplyKind::Reject, CtRef::Related))
     }
 }

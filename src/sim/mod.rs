@@ -317,6 +317,7 @@ impl Engine {
         }
         out.path.clear();
         out.replies.clear();
+        self.conntrack.gc(now);
         let (verdict, decided, ct) = self.receive(now, pkt, &mut out.path);
         out.verdict = verdict;
         out.decided = decided;
@@ -390,7 +391,7 @@ impl Engine {
             self.conntrack.abort();
             return (Verdict::Drop, Decided::Stage("not addressed to the host and forwarding is off"), ctbits);
         };
-        let h = Hook::ALL.iter().position(|x| *x == hook).expect("hook");
+        let h = hook as usize;
         let out_dev = if local { None } else { Some(pkt.iface) };
         for slot in 0..5 {
             let Some(ti) = self.by_hook[h][slot] else { continue };
@@ -409,6 +410,28 @@ impl Engine {
             match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
                 TVerdict::Accept => {}
                 v => return self.dropped(v, last, ct),
+            }
+        }
+        if hook == Hook::Forward {
+            // Forwarded packets leave through POSTROUTING (no input device there).
+            for slot in 0..5 {
+                let Some(ti) = self.by_hook[4][slot] else { continue };
+                if slot == 2 && !matches!(ct, CtRef::Pending) {
+                    continue;
+                }
+                let cx = Cx {
+                    now,
+                    in_dev: None,
+                    out_dev: Some(pkt.iface),
+                    ct: state_bits(ct, &self.conntrack),
+                    ctref: ct,
+                    local_socket: false,
+                    dst_local,
+                };
+                match self.run_table(ti as usize, Hook::Postrouting, pkt, &cx, &mut mark, path, &mut last) {
+                    TVerdict::Accept => {}
+                    v => return self.dropped(v, last, ct),
+                }
             }
         }
         self.conntrack.confirm(ct);
@@ -488,8 +511,8 @@ impl Engine {
         path: &mut Vec<RuleId>,
         last: &mut Decided,
     ) -> TVerdict {
-        let h = Hook::ALL.iter().position(|x| *x == hook).expect("hook");
-        let Some(start) = self.prog.tables[ti].hooks[h] else { return TVerdict::Accept };
+        // `Hook` variants are declared in `Hook::ALL` order (checked by a test).
+        let Some(start) = self.prog.tables[ti].hooks[hook as usize] else { return TVerdict::Accept };
         self.stack.clear();
         let mut chain = start;
         let mut i = self.prog.chains[chain as usize].first;

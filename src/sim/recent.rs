@@ -3,7 +3,7 @@
 //! One [`RecentTable`] per name, sized once: `ip_list_tot` entries, each with a ring of
 //! `ring` stamps, all in flat vectors allocated at construction (no heap per packet).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::Jiffies;
 use crate::model::matches::{RecentMode, RecentSide};
@@ -25,7 +25,9 @@ pub struct RecentTable {
     /// Stamps per entry (power of two).
     ring: usize,
     capacity: usize,
-    index: HashMap<AddrKey, u32>,
+    /// Entry of each key. FxHash: keys are addresses, hashed once or twice per rule
+    /// evaluation, and SipHash's resistance to chosen keys buys nothing offline.
+    index: FxHashMap<AddrKey, u32>,
     addr: Vec<AddrKey>,
     ttl: Vec<u8>,
     stamps: Vec<Jiffies>,
@@ -75,7 +77,7 @@ pub struct RecentCheck {
 impl RecentTable {
     /// A table holding up to `capacity` entries of `ring` stamps each.
     pub fn new(name: &str, mask4: u32, mask6: u128, capacity: usize, ring: usize) -> RecentTable {
-        let mut index = HashMap::new();
+        let mut index = FxHashMap::default();
         index.reserve(capacity + 1);
         RecentTable {
             name: name.to_string(),

@@ -36,25 +36,39 @@ pub struct CsvTrace<R: Read> {
     rec: ::csv::ByteRecord,
     /// Index of each of [`COLUMNS`] in the file, if present.
     col: [Option<usize>; 15],
+    /// Number of columns of the header.
+    width: usize,
     row: u64,
     last_ns: u64,
+}
+
+fn is_comment(r: &::csv::ByteRecord) -> bool {
+    r.get(0).is_some_and(|f| f.first() == Some(&b'#'))
 }
 
 impl<R: Read> CsvTrace<R> {
     /// Reads the header of `input`, shown as `file` in errors.
     pub fn new(file: &str, input: R) -> Result<CsvTrace<R>, TraceError> {
-        let mut rdr = ::csv::ReaderBuilder::new()
-            .has_headers(true)
-            .comment(Some(b'#'))
-            .flexible(false)
-            .trim(::csv::Trim::All)
-            .from_reader(input);
+        // Comments are recognised here rather than by the csv reader, whose line count
+        // skips them: every record keeps its real line number.
+        let mut rdr =
+            ::csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(::csv::Trim::All).from_reader(input);
         let err = |line: u64, col: u64, message: String| TraceError { file: file.to_string(), line, col, message };
-        let headers = rdr.byte_headers().map_err(|e| csv_error(file, &e))?.clone();
-        if headers.is_empty() || headers.iter().all(|h| h.is_empty()) {
+        let mut headers = ::csv::ByteRecord::new();
+        loop {
+            match rdr.read_byte_record(&mut headers) {
+                Ok(true) if is_comment(&headers) => continue,
+                Ok(true) => break,
+                Ok(false) => {
+                    return Err(err(1, 1, "empty scenario: the first line must be a header naming the columns".into()))
+                }
+                Err(e) => return Err(csv_error(file, &e)),
+            }
+        }
+        if headers.iter().all(|h| h.is_empty()) {
             return Err(err(1, 1, "empty scenario: the first line must be a header naming the columns".into()));
         }
-        let line = rdr.position().line().max(1);
+        let line = headers.position().map(|p| p.line()).unwrap_or(1);
         let mut col = [None; 15];
         let mut at = 1u64;
         for (i, h) in headers.iter().enumerate() {
@@ -74,7 +88,8 @@ impl<R: Read> CsvTrace<R> {
                 return Err(err(line, 1, format!("missing required column `{r}`")));
             }
         }
-        Ok(CsvTrace { file: file.to_string(), rdr, rec: ::csv::ByteRecord::new(), col, row: 0, last_ns: 0 })
+        let width = headers.len();
+        Ok(CsvTrace { file: file.to_string(), rdr, rec: ::csv::ByteRecord::new(), col, width, row: 0, last_ns: 0 })
     }
 
     fn field(&self, k: usize) -> Option<&str> {
@@ -95,10 +110,23 @@ impl<R: Read> CsvTrace<R> {
 
     /// The next row, `Ok(None)` at the end.
     pub fn next_row(&mut self) -> Result<Option<Row>, TraceError> {
-        match self.rdr.read_byte_record(&mut self.rec) {
-            Ok(false) => return Ok(None),
-            Ok(true) => {}
-            Err(e) => return Err(csv_error(&self.file, &e)),
+        loop {
+            match self.rdr.read_byte_record(&mut self.rec) {
+                Ok(false) => return Ok(None),
+                Ok(true) if is_comment(&self.rec) => continue,
+                Ok(true) if self.rec.len() == 1 && self.rec.get(0) == Some(b"") => continue,
+                Ok(true) => break,
+                Err(e) => return Err(csv_error(&self.file, &e)),
+            }
+        }
+        if self.rec.len() != self.width {
+            let line = self.rec.position().map(|p| p.line()).unwrap_or(0);
+            return Err(TraceError {
+                file: self.file.clone(),
+                line,
+                col: 1,
+                message: format!("row has {} fields but the header has {}", self.rec.len(), self.width),
+            });
         }
         self.row += 1;
         let line = self.rec.position().map(|p| p.line()).unwrap_or(0);

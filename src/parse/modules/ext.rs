@@ -44,6 +44,7 @@ pub(super) fn match_parser(name: &str, family: Family) -> Option<Box<dyn MatchPa
         "statistic" => Box::<StatisticP>::default(),
         "iprange" => Box::<IprangeP>::default(),
         "icmp6" if family == Family::V6 => Box::new(Icmp6P(None)),
+        "string" => Box::<StringP>::default(),
         _ => return None,
     })
 }
@@ -2330,5 +2331,138 @@ mod tests {
         assert_eq!(c, "E0210");
         let (c, _) = v6("-A INPUT -p ipv6-icmp -m icmp6");
         assert_eq!(c, "E0108");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// string
+
+const STRING_OPTS: &[OptDef] = &[
+    o("from", R, false),
+    o("to", R, false),
+    o("algo", R, false),
+    o("string", R, true),
+    o("hex-string", R, true),
+    o("icase", N, false),
+];
+
+#[derive(Default)]
+struct StringP {
+    inv: bool,
+    pattern: Option<Vec<u8>>,
+    algo: Option<String>,
+    from: Option<u16>,
+    to: Option<u16>,
+    icase: bool,
+}
+
+/// libxt_string's `parse_hex_string`: text with `|hex bytes|` blocks; a backslash escapes
+/// the next character outside blocks.
+fn parse_hex_string(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut hex = false;
+    while i < b.len() {
+        match b[i] {
+            b'|' => {
+                hex = !hex;
+                i += 1;
+            }
+            b'\\' if !hex && i + 1 < b.len() => {
+                out.push(b[i + 1]);
+                i += 2;
+            }
+            b' ' if hex => i += 1,
+            c if hex => {
+                let d = b.get(i + 1).copied().ok_or("odd number of hex digits")?;
+                let v = u8::from_str_radix(std::str::from_utf8(&[c, d]).map_err(|_| "bad hex digit")?, 16)
+                    .map_err(|_| format!("invalid hex char `{}`", c as char))?;
+                out.push(v);
+                i += 2;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    if hex {
+        return Err("unterminated `|` block".into());
+    }
+    Ok(out)
+}
+
+impl MatchParser for StringP {
+    fn name(&self) -> &str {
+        "string"
+    }
+    fn opts(&self) -> &'static [OptDef] {
+        STRING_OPTS
+    }
+    fn take(&mut self, opt: usize, name: &str, inv: bool, val: Option<Val>, cx: &mut Cx) -> Result<(), Diagnostic> {
+        let bad = |v: &Val, m: String| Diagnostic::error("E0105", v.span, m);
+        match opt {
+            0 | 1 => {
+                let v = req(val, cx)?;
+                let n: u16 = v.text.parse().map_err(|_| {
+                    bad(&v, format!("string: bad offset `{}` for `--{name}`", v.text)).help("give an offset 0-65535")
+                })?;
+                if opt == 0 {
+                    self.from = Some(n);
+                } else {
+                    self.to = Some(n);
+                }
+            }
+            2 => {
+                let v = req(val, cx)?;
+                if !matches!(v.text.as_str(), "bm" | "kmp") {
+                    return Err(bad(&v, format!("string: unknown algorithm `{}`", v.text))
+                        .help("use `--algo bm` or `--algo kmp`"));
+                }
+                self.algo = Some(v.text);
+            }
+            3 | 4 => {
+                if self.pattern.is_some() {
+                    return Err(once(cx, "string", name));
+                }
+                let v = req(val, cx)?;
+                let p = if opt == 3 {
+                    v.text.clone().into_bytes()
+                } else {
+                    parse_hex_string(&v.text)
+                        .map_err(|e| bad(&v, format!("string: bad hex string: {e}")).help("write bytes as `|0d 0a|`"))?
+                };
+                if p.is_empty() || p.len() > 128 {
+                    return Err(
+                        bad(&v, "string: the pattern must have 1 to 128 bytes".into()).help("shorten the pattern")
+                    );
+                }
+                self.inv = inv;
+                self.pattern = Some(p);
+            }
+            _ => self.icase = true,
+        }
+        Ok(())
+    }
+    fn finish(self: Box<Self>, cx: &mut Cx) -> Result<Match, Diagnostic> {
+        let pattern = self.pattern.ok_or_else(|| {
+            Diagnostic::error("E0108", cx.at, "string: no pattern given")
+                .note("iptables: STRING match: You must specify `--string' or `--hex-string'")
+                .help("add `--string TEXT` or `--hex-string \"|hex|\"`")
+        })?;
+        let algo = self.algo.ok_or_else(|| {
+            Diagnostic::error("E0108", cx.at, "string: `--algo` is required")
+                .note("iptables: STRING match: You must specify `--algo'")
+                .help("add `--algo bm` (or kmp)")
+        })?;
+        Ok(Match::String(crate::model::matches::StringMatch {
+            inv: self.inv,
+            pattern,
+            algo,
+            from: self.from.unwrap_or(0),
+            to: self.to.unwrap_or(65535),
+            icase: self.icase,
+        }))
     }
 }

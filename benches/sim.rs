@@ -1,0 +1,226 @@
+//! Simulator speed: packets per second of `Engine::step` alone, on the seed ruleset and
+//! on a generated 10,000-rule ruleset, with a mixed trace (scans, knocks, SYN floods,
+//! pings, web clients and UDP probes from many sources: `fwverify gen mix`) built in
+//! memory beforehand; and end to end, `check::replay` reading a generated
+//! multi-million-row scenario CSV with an observer that only counts.
+//!
+//! `cargo bench --bench sim` prints a Markdown table for BENCHMARKS.md. Sizes:
+//! `cargo bench --bench sim -- STEP_PACKETS CSV_ROWS` (defaults 2,000,000 and 3,000,000).
+//!
+//! A plain `main` rather than criterion, as in `benches/parse.rs`: each sample is a run of
+//! millions of packets through a fresh engine (its state tables fill as the trace goes
+//! on, so the figure is a throughput over a whole trace, not a per-call latency), and the
+//! figures wanted (median packets/s) are simple to compute directly.
+
+use std::fmt::Write as _;
+use std::io::{self, BufWriter};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fwverify::check::{replay, Observer, Summary};
+use fwverify::packet::Packet;
+use fwverify::sim::{Engine, Ifaces, Jiffies, Outcome, SimConfig};
+use fwverify::trace::gen::{self, Common, Kind, Rate, Spec};
+use fwverify::trace::{to_jiffies, Row};
+
+fn main() {
+    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.replace('_', "").parse().ok()).collect();
+    let step_packets = args.first().copied().unwrap_or(2_000_000);
+    let csv_rows = args.get(1).copied().unwrap_or(3_000_000);
+    print_machine();
+
+    let seed_rules = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed/rules.v4"))
+        .expect("read scenarios/seed/rules.v4");
+    let big_rules = big_ruleset(10_000);
+    let mut table = Vec::new();
+
+    let trace = mixed_trace(step_packets);
+    let seed = step_rate("seed ruleset (47 rules)", &seed_rules, &trace, 7);
+    table.push(seed);
+    let big_trace = &trace[..trace.len().min(400_000)];
+    table.push(step_rate("generated ruleset (10,000 rules)", &big_rules, big_trace, 3));
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-sim");
+    std::fs::create_dir_all(&dir).expect("create the bench directory");
+    let csv = dir.join(format!("mix-{csv_rows}.csv"));
+    if !csv.exists() {
+        let t = Instant::now();
+        let tmp = csv.with_extension("tmp");
+        let mut w = BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp).expect("create the CSV"));
+        gen::write_csv(&mix_spec(csv_rows), &mut w).expect("write the CSV");
+        drop(w);
+        std::fs::rename(&tmp, &csv).expect("rename the CSV");
+        eprintln!("generated {} in {:.1} s", csv.display(), t.elapsed().as_secs_f64());
+    }
+    table.push(end_to_end(&seed_rules, &csv, 3));
+
+    println!();
+    println!("| what | packets | median time | packets/s | ns/packet |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in &table {
+        println!(
+            "| {} | {} | {:.0} ms | {:.2} M | {:.0} |",
+            r.what,
+            r.packets,
+            r.time.as_secs_f64() * 1000.0,
+            r.packets as f64 / r.time.as_secs_f64() / 1e6,
+            r.time.as_nanos() as f64 / r.packets as f64
+        );
+    }
+}
+
+struct Result {
+    what: String,
+    packets: u64,
+    time: Duration,
+}
+
+/// The mixed workload used everywhere here: 1000 sources at 10,000 packets/s.
+fn mix_spec(count: u64) -> Spec {
+    Spec { kind: Kind::Mix { count, rate: Rate::per_second(10_000), sources: 1000 }, common: Common::default() }
+}
+
+/// The mixed trace as (row, packet) pairs with interfaces left for the engine to intern.
+fn mixed_trace(n: u64) -> Vec<Row> {
+    let spec = mix_spec(n);
+    spec.rows(1).map(|g| g.row).collect()
+}
+
+fn config() -> SimConfig {
+    SimConfig { listen: vec![(6, 22), (6, 80), (6, 443)], ..SimConfig::default() }
+}
+
+/// Median packets/s of `Engine::step` over `trace`, each run on a fresh engine.
+fn step_rate(what: &str, rules: &str, trace: &[Row], runs: usize) -> Result {
+    let parsed = fwverify::load(rules);
+    assert!(!parsed.has_errors(), "{what}: {:?}", parsed.diagnostics.iter().find(|d| d.is_error()));
+    let hz = config().hz;
+    let times = (0..runs).map(|_| {
+        let mut engine = Engine::new(&parsed.ruleset, config(), Ifaces::default()).expect("simulatable");
+        let iface = engine.iface("eth0");
+        let packets: Vec<(Jiffies, Packet)> =
+            trace.iter().map(|r| (to_jiffies(r.time_ns, hz), Packet { iface, ..r.pkt })).collect();
+        let mut out = Outcome::default();
+        let mut accepted = 0u64;
+        let t = Instant::now();
+        for (now, p) in &packets {
+            engine.step(*now, p, &mut out);
+            accepted += (out.verdict == fwverify::sim::Verdict::Accept) as u64;
+        }
+        let d = t.elapsed();
+        std::hint::black_box(accepted);
+        d
+    });
+    let time = median(times);
+    eprintln!("{what}: {:.2} M packets/s", trace.len() as f64 / time.as_secs_f64() / 1e6);
+    Result { what: format!("`Engine::step`, {what}"), packets: trace.len() as u64, time }
+}
+
+/// An observer that only counts (what `--format summary` costs, minus printing).
+struct Count(u64);
+
+impl Observer for Count {
+    fn packet(&mut self, _row: &Row, _now: Jiffies, _out: &Outcome, _engine: &Engine) -> io::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+    fn finish(&mut self, _engine: &Engine, _summary: &Summary) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Median packets/s of reading `csv` and replaying it through the seed ruleset.
+fn end_to_end(rules: &str, csv: &Path, runs: usize) -> Result {
+    let parsed = fwverify::load(rules);
+    let mut packets = 0;
+    let times = (0..runs).map(|_| {
+        let t = Instant::now();
+        let mut engine = Engine::new(&parsed.ruleset, config(), Ifaces::default()).expect("simulatable");
+        let file = std::fs::File::open(csv).expect("open the CSV");
+        let mut trace = fwverify::trace::csv::CsvTrace::new("mix.csv", file).expect("a scenario");
+        let mut obs = Count(0);
+        let s = replay(&mut engine, &mut trace, &mut obs).expect("replays");
+        packets = s.packets;
+        t.elapsed()
+    });
+    let time = median(times);
+    eprintln!("end to end: {:.2} M packets/s", packets as f64 / time.as_secs_f64() / 1e6);
+    Result { what: "end to end: `check::replay` of a scenario CSV, seed ruleset".into(), packets, time }
+}
+
+/// A ruleset of about `n` rules in the style of a large hand-written firewall: a dispatch
+/// on protocol and port range into 100 user chains, each with per-network port rules,
+/// connection state, recent-list checks, rate limits and a RETURN, plus a blacklist chain.
+fn big_ruleset(n: usize) -> String {
+    let mut s =
+        String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:blacklist - [0:0]\n");
+    let groups = 100;
+    for g in 0..groups {
+        let _ = writeln!(s, ":svc{g:03} - [0:0]");
+    }
+    s.push_str("-A INPUT -i lo -j ACCEPT\n");
+    s.push_str("-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT\n");
+    s.push_str("-A INPUT -m state --state INVALID -j DROP\n");
+    s.push_str("-A INPUT -m recent --name bl --rcheck --seconds 600 -j DROP\n");
+    s.push_str("-A INPUT -p icmp -m limit --limit 5/s --limit-burst 10 -j ACCEPT\n");
+    let width = 65536 / groups;
+    for g in 0..groups {
+        let (lo, hi) = (g * width, if g == groups - 1 { 65535 } else { (g + 1) * width - 1 });
+        let proto = if g % 4 == 3 { "udp" } else { "tcp" };
+        let _ = writeln!(s, "-A INPUT -p {proto} -m {proto} --dport {lo}:{hi} -j svc{g:03}");
+    }
+    s.push_str("-A INPUT -j blacklist\n");
+    s.push_str("-A blacklist -m recent --name bl --set -j DROP\n");
+    let fixed = s.lines().filter(|l| l.starts_with("-A")).count();
+    let per = (n - fixed) / groups;
+    let mut rng = gen::SplitMix64::new(42);
+    let mut written = fixed;
+    for g in 0..groups {
+        let proto = if g % 4 == 3 { "udp" } else { "tcp" };
+        let count = if g == groups - 1 { n - written } else { per };
+        for k in 0..count {
+            let port = g * width + rng.below(width as u64) as usize;
+            let net = format!("{}.{}.{}.0/24", 100 + rng.below(100), rng.below(256), rng.below(256));
+            let line = match k % 10 {
+                0 => format!("-A svc{g:03} -p {proto} -m {proto} --dport {port} -m state --state NEW -j ACCEPT"),
+                1 => format!("-A svc{g:03} -s {net} -p {proto} -m {proto} --dport {port} -j ACCEPT"),
+                2 => format!("-A svc{g:03} -p {proto} -m {proto} --sport 1024:65535 --dport {port} -j DROP"),
+                3 => format!(
+                    "-A svc{g:03} -p {proto} -m {proto} --dport {port} -m recent --name r{g} --rcheck --seconds 60 --hitcount 5 -j DROP"
+                ),
+                4 => format!("-A svc{g:03} -p {proto} -m {proto} --dport {port} -m recent --name r{g} --set"),
+                5 => format!("-A svc{g:03} -p {proto} -m {proto} --dport {port} -m limit --limit 100/s -j ACCEPT"),
+                6 => format!("-A svc{g:03} -s {net} -j RETURN"),
+                7 => format!("-A svc{g:03} -d 192.0.2.{}/32 -p {proto} -m {proto} --dport {port} -j REJECT", rng.below(255)),
+                8 => format!("-A svc{g:03} -p {proto} -m multiport --dports {port},{},{} -j ACCEPT", port ^ 1, port ^ 2),
+                _ => format!("-A svc{g:03} -s {net} -m comment --comment \"net {k}\" -j DROP"),
+            };
+            s.push_str(&line);
+            s.push('\n');
+        }
+        written += count;
+    }
+    s.push_str("COMMIT\n");
+    let parsed = fwverify::load(&s);
+    assert_eq!(parsed.ruleset.rule_count(), n, "the generated ruleset has {n} rules");
+    s
+}
+
+fn median(samples: impl Iterator<Item = Duration>) -> Duration {
+    let mut v: Vec<Duration> = samples.collect();
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn print_machine() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!("machine: {cpus} CPUs, {cpu}, Linux {}", kernel.trim());
+}
