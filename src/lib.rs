@@ -26,6 +26,7 @@ pub mod parse;
 pub mod report;
 pub mod sim;
 pub mod trace;
+pub mod verify;
 
 pub use parse::Parsed;
 

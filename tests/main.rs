@@ -19,3 +19,4 @@ mod corpus;
 mod kernel;
 mod roundtrip;
 mod traces;
+mod alloc;

@@ -102,6 +102,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("E0208", "goto or jump to a built-in chain"),
     ("E0209", "interface option not allowed in this chain"),
     ("E0210", "target or match not allowed in this table or chain"),
+    ("E0301", "property not understood"),
     ("W0001", "module kept without modelling"),
     ("W0002", "unterminated double quote"),
     ("W0003", "value silently truncated by iptables"),
