@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod gen;
 mod input;
 mod kernel;
+mod query;
 
 use crate::diag::{self, RenderOptions, SourceFile};
 use crate::model::{PrintOptions, SavePrinter};
@@ -208,6 +209,8 @@ pub enum Command {
     },
     /// Generate packet scenarios (scans, floods, knocks)
     Gen(gen::GenArgs),
+    /// List the packet classes that get a verdict; unreachable and shadowed rules
+    Query(query::QueryArgs),
     /// Print shell completions
     #[command(after_help = "Example:\n  fwverify completions bash > /etc/bash_completion.d/fwverify")]
     Completions {
@@ -392,6 +395,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff { .. } => not_yet("diff", 4),
         Command::Plot { .. } => not_yet("plot", 3),
         Command::Gen(args) => gen::run(args, &mut stdout),
+        Command::Query(args) => {
+            let Some((file, parsed)) = load_file(&args.rules, color)? else { return Ok(exit::INVALID) };
+            query::run(&args, &file, &parsed, &mut stdout)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fwverify", &mut stdout);
             Ok(exit::OK)

@@ -15,6 +15,7 @@ mod common;
 mod bad;
 mod cli;
 mod conform;
+mod conform_random;
 mod corpus;
 mod kernel;
 mod roundtrip;

@@ -276,6 +276,7 @@ fn reply_kind(r: &Packet, verdict: Verdict) -> ReplyKind {
         proto::ICMP if r.icmp_type == 0 => ReplyKind::EchoReply,
         proto::ICMPV6 if r.icmp_type == 129 => ReplyKind::EchoReply,
         proto::ICMP if !rejected && r.icmp_type == 3 && r.icmp_code == 3 => ReplyKind::PortUnreachable,
+        proto::ICMP if r.icmp_type == 11 => ReplyKind::TimeExceeded,
         proto::ICMPV6 if !rejected && r.icmp_type == 1 && r.icmp_code == 4 => ReplyKind::PortUnreachable,
         proto::ICMP | proto::ICMPV6 => ReplyKind::Reject,
         _ => ReplyKind::Ack,

@@ -11,13 +11,36 @@ use crate::model::matches::ctstate;
 use crate::packet::{proto, Packet};
 
 /// A direction-specific tuple key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key {
     src: IpAddr,
     dst: IpAddr,
     proto: u8,
     a: u16,
     b: u16,
+}
+
+/// An address as 128 bits plus a family bit, for hashing in few words.
+pub(crate) fn addr_bits(a: IpAddr) -> (u128, bool) {
+    match a {
+        IpAddr::V4(v) => (u32::from(v) as u128, false),
+        IpAddr::V6(v) => (u128::from(v), true),
+    }
+}
+
+impl std::hash::Hash for Key {
+    /// Five words instead of the derived field-by-field hash (which feeds `IpAddr`'s
+    /// discriminant and each octet array separately): the key is hashed on every lookup.
+    /// Equal keys give equal words, so this agrees with `Eq`.
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (s, s6) = addr_bits(self.src);
+        let (d, d6) = addr_bits(self.dst);
+        h.write_u128(s);
+        h.write_u128(d);
+        h.write_u64(
+            (self.proto as u64) << 32 | (self.a as u64) << 16 | self.b as u64 | (s6 as u64) << 40 | (d6 as u64) << 41,
+        );
+    }
 }
 
 /// TCP conntrack states (kernel order).
@@ -218,7 +241,9 @@ pub struct Conntrack {
 }
 
 /// Slots of the connection table [`Conntrack::gc`] examines per call.
-const GC_SLOTS: usize = 8;
+/// Two per packet outpace creation (at most one connection per packet and one per reply),
+/// so the table stays within the live connections plus one sweep's lag.
+const GC_SLOTS: usize = 2;
 
 fn icmp_reply_type(t: u8, p: u8) -> Option<u8> {
     match (p, t) {
@@ -510,6 +535,24 @@ impl Conntrack {
         self.map.insert(o, (id, false));
         self.map.insert(rk, (id, true));
         CtRef::Existing(id, false)
+    }
+
+    /// `nf_conntrack_tcp_set_closing` (REJECT `--reject-with tcp-reset`): a confirmed TCP
+    /// connection moves to CLOSE with the CLOSE timeout, unless it is there already.
+    pub fn set_closing(&mut self, r: CtRef, now: Jiffies) {
+        let CtRef::Existing(id, _) = r else { return };
+        let c = &mut self.conns[id as usize];
+        if !c.in_table || c.orig.proto != proto::TCP || c.tcp == T::Close {
+            return;
+        }
+        c.tcp = T::Close;
+        c.expires = now + T::Close.timeout_secs() * self.hz;
+    }
+
+    /// Whether `p`'s tuple belongs to a live connection in the table (what conntrack's
+    /// `icmp_error` looks up for an ICMP error quoting `p`).
+    pub fn tracks(&self, p: &Packet, now: Jiffies) -> bool {
+        self.map.get(&Self::key(p)).is_some_and(|&(id, _)| self.conns[id as usize].expires >= now)
     }
 
     /// Drops the pending connection (its packet was dropped).

@@ -27,6 +27,8 @@ pub enum ReplyKind {
     EchoReply,
     /// A REJECT rule's reply.
     Reject,
+    /// ICMP time exceeded for a packet whose TTL ran out in forwarding.
+    TimeExceeded,
 }
 
 impl ReplyKind {
@@ -39,7 +41,23 @@ impl ReplyKind {
             ReplyKind::PortUnreachable => "icmp-port-unreachable",
             ReplyKind::EchoReply => "echo-reply",
             ReplyKind::Reject => "reject",
+            ReplyKind::TimeExceeded => "time-exceeded",
         }
+    }
+}
+
+/// A socket: (remote address, remote port, local address, local port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SockKey(IpAddr, u16, IpAddr, u16);
+
+impl std::hash::Hash for SockKey {
+    /// Three words, as for conntrack's keys (equal keys, equal words).
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (a, a6) = super::conntrack::addr_bits(self.0);
+        let (b, b6) = super::conntrack::addr_bits(self.2);
+        h.write_u128(a);
+        h.write_u128(b);
+        h.write_u64((self.1 as u64) << 16 | self.3 as u64 | (a6 as u64) << 32 | (b6 as u64) << 33);
     }
 }
 
@@ -58,7 +76,7 @@ pub struct Host {
     listen: Vec<(u8, u16)>,
     /// Sockets by (remote address, remote port, local address, local port). FxHash, as
     /// the other per-packet tables.
-    socks: FxHashMap<(IpAddr, u16, IpAddr, u16), Sock>,
+    socks: FxHashMap<SockKey, Sock>,
     /// Per-destination ICMP error tokens (`inet_peer_xrlim_allow`).
     peers: FxHashMap<IpAddr, (u64, Jiffies)>,
     /// `peers` is swept of idle entries when it reaches this size.
@@ -203,7 +221,7 @@ impl Host {
     pub fn answer(&mut self, pkt: &Packet, now: Jiffies) -> Option<(Packet, ReplyKind, CtRef)> {
         match pkt.proto {
             proto::TCP => {
-                let key = (pkt.src, pkt.sport, pkt.dst, pkt.dport);
+                let key = SockKey(pkt.src, pkt.sport, pkt.dst, pkt.dport);
                 let f = pkt.flags;
                 let (syn, ack, rst, fin) = (f & 0x02 != 0, f & 0x10 != 0, f & 0x04 != 0, f & 0x01 != 0);
                 if rst {
@@ -266,6 +284,25 @@ impl Host {
             }
             _ => None,
         }
+    }
+
+    /// `ip_forward`'s answer to a packet whose TTL would expire: ICMP time exceeded
+    /// (type 11 code 0) from the host's own address, rate-limited like every ICMP error.
+    /// (IPv6's hop-limit error is not modelled.)
+    pub fn time_exceeded(&mut self, pkt: &Packet, now: Jiffies) -> Option<(Packet, ReplyKind, CtRef)> {
+        if !pkt.src.is_ipv4() || (pkt.proto == proto::ICMP && !matches!(pkt.icmp_type, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18))
+        {
+            return None;
+        }
+        if !self.icmp_allowed(pkt.src, now) {
+            return None;
+        }
+        let mut r = Self::icmp_error(pkt, 0);
+        r.icmp_type = 11;
+        if let Some(a) = self.hosts.iter().find(|a| a.is_ipv4()) {
+            r.src = *a;
+        }
+        Some((r, ReplyKind::TimeExceeded, CtRef::Related))
     }
 
     /// REJECT's reply (`nf_send_reset` / `nf_send_unreach`).

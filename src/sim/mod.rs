@@ -22,6 +22,9 @@ use compile::{CMatch, CRule, CTarget};
 pub use compile::{Program, RuleId, RuleInfo, Unsupported};
 use conntrack::{state_bits, Conntrack, CtRef};
 
+/// The stage at which `ip_forward` drops a packet whose TTL runs out.
+const TTL_EXCEEDED: &str = "TTL exceeded in forwarding";
+
 /// Kernel time in ticks (`jiffies`).
 pub type Jiffies = u64;
 
@@ -111,12 +114,7 @@ impl Verdict {
     }
     /// Parses a verdict name (case-insensitive).
     pub fn parse(s: &str) -> Option<Verdict> {
-        match s.to_ascii_uppercase().as_str() {
-            "ACCEPT" => Some(Verdict::Accept),
-            "DROP" => Some(Verdict::Drop),
-            "REJECT" => Some(Verdict::Reject),
-            _ => None,
-        }
+        [Verdict::Accept, Verdict::Drop, Verdict::Reject].into_iter().find(|v| s.eq_ignore_ascii_case(v.as_str()))
     }
 }
 
@@ -200,6 +198,10 @@ pub struct Engine {
     started: bool,
     /// Set by NOTRACK / CT --notrack in the raw table for the packet in flight.
     notrack: bool,
+    /// The connection of the packet in flight as it ended its way in (`Pending` if its
+    /// new connection was dropped before confirmation): what REJECT and the host's ICMP
+    /// errors attach to their replies.
+    pkt_ct: CtRef,
 }
 
 /// State that matches change as they are evaluated.
@@ -268,6 +270,7 @@ impl Engine {
                 hotdrop: false,
             },
             notrack: false,
+            pkt_ct: CtRef::Invalid,
             by_hook,
             prog,
             cfg,
@@ -330,13 +333,40 @@ impl Engine {
                     replies[0] = self.host.reject_reply(pkt, with, now);
                 }
             }
+            Decided::Stage(TTL_EXCEEDED) => replies[0] = self.host.time_exceeded(pkt, now),
             _ if verdict == Verdict::Accept && self.host.is_local(pkt.dst) => {
                 replies[0] = self.host.answer(pkt, now);
             }
             _ => {}
         }
+        // REJECT's RST (`nf_send_reset`) and every ICMP error the host sends (REJECT's and
+        // port unreachable, through `icmp_glue_bits`) carry the offending packet's
+        // connection (`nf_ct_attach`): they are RELATED and conntrack in OUTPUT leaves them
+        // alone (found by `fwverify conform`, tests/data/conform/reject.csv: a tcp-reset
+        // RST passes `OUTPUT -m state --state RELATED`). A packet without a connection
+        // gives nothing to attach: the reply is tracked like any packet, and an ICMP error
+        // is then RELATED only when it quotes a tracked connection (`icmp_error`).
+        // `nf_send_reset` also moves a confirmed TCP connection to CLOSE
+        // (`nf_ct_set_closing`).
+        let had_ct = matches!(self.pkt_ct, CtRef::Pending | CtRef::Existing(..));
         for (rp, kind, _) in replies.iter().flatten() {
-            let v = self.send(now, rp, &mut out.path);
+            let icmp_error = matches!(
+                kind,
+                host::ReplyKind::Reject | host::ReplyKind::PortUnreachable | host::ReplyKind::TimeExceeded
+            )
+                && matches!(rp.proto, proto::ICMP | proto::ICMPV6);
+            let reset = *kind == host::ReplyKind::Reject && rp.proto == proto::TCP;
+            let attached = if (icmp_error || reset) && had_ct {
+                if reset {
+                    self.conntrack.set_closing(self.pkt_ct, now);
+                }
+                Some(CtRef::Related)
+            } else if icmp_error {
+                Some(if self.conntrack.tracks(pkt, now) { CtRef::Related } else { CtRef::Invalid })
+            } else {
+                None
+            };
+            let v = self.send(now, rp, attached, &mut out.path);
             out.replies.push(Reply { pkt: *rp, verdict: v, why: *kind });
         }
     }
@@ -393,6 +423,18 @@ impl Engine {
         };
         let h = hook as usize;
         let out_dev = if local { None } else { Some(pkt.iface) };
+        // `ip_forward` drops a packet whose TTL would expire (`ttl <= 1`, before the FORWARD
+        // hook) and otherwise decrements the TTL (`ip_decrease_ttl`) before NF_INET_FORWARD,
+        // so FORWARD and POSTROUTING see it one lower: `-m ttl` sees the new value and
+        // xt_recent adds the one back (found by `fwverify conform`,
+        // tests/data/conform/forward-ttl.csv); `step` sends the ICMP time exceeded.
+        if hook == Hook::Forward && pkt.ttl <= 1 {
+            self.pkt_ct = ct;
+            self.conntrack.abort();
+            return (Verdict::Drop, Decided::Stage(TTL_EXCEEDED), ctbits);
+        }
+        let forwarded = Packet { ttl: pkt.ttl.wrapping_sub(1), ..*pkt };
+        let pkt = if hook == Hook::Forward { &forwarded } else { pkt };
         for slot in 0..5 {
             let Some(ti) = self.by_hook[h][slot] else { continue };
             if slot == 2 && !matches!(ct, CtRef::Pending) {
@@ -434,12 +476,13 @@ impl Engine {
                 }
             }
         }
-        self.conntrack.confirm(ct);
+        self.pkt_ct = self.conntrack.confirm(ct);
         (Verdict::Accept, last, ctbits)
     }
 
     fn dropped(&mut self, v: TVerdict, last: Decided, ct: CtRef) -> (Verdict, Decided, u8) {
         let bits = state_bits(ct, &self.conntrack);
+        self.pkt_ct = ct;
         self.conntrack.abort();
         match v {
             TVerdict::Reject(_) => (Verdict::Reject, last, bits),
@@ -448,22 +491,21 @@ impl Engine {
     }
 
     /// Outgoing path of a host-generated packet: OUTPUT then POSTROUTING, then confirm.
-    fn send(&mut self, now: Jiffies, pkt: &Packet, path: &mut Vec<RuleId>) -> Verdict {
+    /// `attached`: the connection the packet carries from its making (`nf_ct_attach`),
+    /// which conntrack keeps (and NOTRACK cannot replace).
+    fn send(&mut self, now: Jiffies, pkt: &Packet, attached: Option<CtRef>, path: &mut Vec<RuleId>) -> Verdict {
         let mut mark = 0u32;
         let mut last = Decided::Default;
         let mut ct = CtRef::Invalid;
         let mut tracked = false;
-        let related = pkt.proto == proto::ICMP && matches!(pkt.icmp_type, 3 | 4 | 5 | 11 | 12);
         self.notrack = false;
         for (hook, h) in [(Hook::Output, 3usize), (Hook::Postrouting, 4usize)] {
             for slot in 0..5 {
                 if hook == Hook::Output && slot == 1 && !tracked {
-                    ct = if self.notrack {
-                        CtRef::Untracked
-                    } else if related {
-                        CtRef::Related
-                    } else {
-                        self.conntrack.packet_in(pkt, now)
+                    ct = match attached {
+                        Some(a) => a,
+                        None if self.notrack => CtRef::Untracked,
+                        None => self.conntrack.packet_in(pkt, now),
                     };
                     tracked = true;
                 }
@@ -487,12 +529,10 @@ impl Engine {
             }
         }
         if !tracked {
-            ct = if self.notrack {
-                CtRef::Untracked
-            } else if related {
-                CtRef::Related
-            } else {
-                self.conntrack.packet_in(pkt, now)
+            ct = match attached {
+                Some(a) => a,
+                None if self.notrack => CtRef::Untracked,
+                None => self.conntrack.packet_in(pkt, now),
             };
         }
         self.conntrack.confirm(ct);

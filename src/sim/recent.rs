@@ -222,7 +222,11 @@ impl RecentTable {
                     }
                 }
                 if c.reap {
-                    self.reap(time, e);
+                    // The kernel protects the working entry only when it is about to be
+                    // recorded (`recent_entry_reap(t, time, e, UPDATE && ret)`, the fix
+                    // for kernel bugzilla #207773): an `--rcheck --reap` whose own entry
+                    // is the stale LRU head deletes it.
+                    self.reap(time, e, c.mode == RecentMode::Update && ret);
                 }
             }
         }
@@ -233,10 +237,11 @@ impl RecentTable {
         ret
     }
 
-    /// `recent_entry_reap`: only the LRU head is looked at, and never the working entry.
-    fn reap(&mut self, time: Jiffies, working: u32) {
+    /// `recent_entry_reap`: only the LRU head is looked at, and not the working entry when
+    /// it is going to be updated.
+    fn reap(&mut self, time: Jiffies, working: u32, update: bool) {
         let h = self.head;
-        if h == NIL || h == working {
+        if h == NIL || (h == working && update) {
             return;
         }
         let i = h as usize;
@@ -295,6 +300,27 @@ mod tests {
             blocked.push(t.eval(&upd, a, 64, now));
         }
         assert_eq!(blocked, [false, false, false, true, true]);
+    }
+
+    #[test]
+    fn rcheck_reap_deletes_its_own_stale_entry_but_update_does_not() {
+        // Found by `fwverify conform` (tests/data/conform/reap.csv): the kernel spares the
+        // working entry only when it is about to be recorded.
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let set = check(RecentMode::Set, None, 0);
+        let mut rc = check(RecentMode::Rcheck, Some(1), 0);
+        rc.reap = true;
+        let mut t = RecentTable::new("r", u32::MAX, u128::MAX, 100, 32);
+        t.eval(&set, a, 64, 100);
+        assert!(!t.eval(&rc, a, 64, 100 + 251));
+        assert!(t.is_empty(), "a stale LRU head is reaped even when it is the working entry");
+        let mut up = check(RecentMode::Update, Some(1), 0);
+        up.reap = true;
+        up.inv = true; // `! --update`: the failed check records, so the entry is kept
+        let mut t = RecentTable::new("r", u32::MAX, u128::MAX, 100, 32);
+        t.eval(&set, a, 64, 100);
+        assert!(t.eval(&up, a, 64, 100 + 251));
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

@@ -156,14 +156,18 @@ impl<R: Read> CsvTrace<R> {
             return Err(self.err(2, "source and destination are of different address families".into()));
         }
         let p = self.field(3).ok_or_else(|| self.err(3, "empty proto".into()))?;
-        let pr = match p.to_ascii_lowercase().as_str() {
-            "tcp" => proto::TCP,
-            "udp" => proto::UDP,
-            "icmp" => proto::ICMP,
-            "icmpv6" | "icmp6" | "ipv6-icmp" => proto::ICMPV6,
-            n => {
-                n.parse::<u8>().map_err(|_| self.err(3, format!("bad proto `{p}`: tcp, udp, icmp, icmpv6 or 0-255")))?
-            }
+        // Compared without lowercasing into a new String: no allocation per row.
+        let is = |name: &str| p.eq_ignore_ascii_case(name);
+        let pr = if is("tcp") {
+            proto::TCP
+        } else if is("udp") {
+            proto::UDP
+        } else if is("icmp") {
+            proto::ICMP
+        } else if is("icmpv6") || is("icmp6") || is("ipv6-icmp") {
+            proto::ICMPV6
+        } else {
+            p.parse::<u8>().map_err(|_| self.err(3, format!("bad proto `{p}`: tcp, udp, icmp, icmpv6 or 0-255")))?
         };
         let num = |k: usize, max: u64| -> Result<Option<u64>, TraceError> {
             match self.field(k) {
