@@ -34,11 +34,17 @@ fn main() {
     let big_rules = big_ruleset(10_000);
     let mut table = Vec::new();
 
+    // `FWV_BENCH_ONLY=seed|big|e2e` runs one part (for profiling).
+    let only = std::env::var("FWV_BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only == name;
     let trace = mixed_trace(step_packets);
-    let seed = step_rate("seed ruleset (47 rules)", &seed_rules, &trace, 7);
-    table.push(seed);
-    let big_trace = &trace[..trace.len().min(400_000)];
-    table.push(step_rate("generated ruleset (10,000 rules)", &big_rules, big_trace, 3));
+    if part("seed") {
+        table.push(step_rate("seed ruleset (47 rules)", &seed_rules, &trace, 7));
+    }
+    if part("big") {
+        let big_trace = &trace[..trace.len().min(400_000)];
+        table.push(step_rate("generated ruleset (10,000 rules)", &big_rules, big_trace, 3));
+    }
 
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-sim");
     std::fs::create_dir_all(&dir).expect("create the bench directory");
@@ -52,7 +58,9 @@ fn main() {
         std::fs::rename(&tmp, &csv).expect("rename the CSV");
         eprintln!("generated {} in {:.1} s", csv.display(), t.elapsed().as_secs_f64());
     }
-    table.push(end_to_end(&seed_rules, &csv, 3));
+    if part("e2e") {
+        table.push(end_to_end(&seed_rules, &csv, 3));
+    }
 
     println!();
     println!("| what | packets | median CPU time | packets/s | ns/packet |");

@@ -5,6 +5,7 @@
 //!
 //! Architecture invariant: built from the model only; no I/O, rendering goes to a `String`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -251,11 +252,15 @@ impl<'r> ChainGraph<'r> {
             );
         }
         for (ti, t) in ruleset.tables.iter().enumerate() {
+            // Names to positions once per table: a lookup per jump by scanning the chains
+            // would be quadratic on kube-proxy rulesets (tens of thousands of chains).
+            let index: HashMap<&str, usize> =
+                t.chains.iter().enumerate().rev().map(|(ci, c)| (c.name.as_str(), ci)).collect();
             for (ci, c) in t.chains.iter().enumerate() {
                 for (ri, r) in c.rules.iter().enumerate() {
                     if let Some(ti_) = &r.target {
                         if let Target::Chain(name) = &ti_.t {
-                            if let Some(dst) = t.chain_index(name) {
+                            if let Some(&dst) = index.get(name.as_str()) {
                                 graph.add_edge(
                                     nodes[ti][ci],
                                     nodes[ti][dst],
@@ -294,23 +299,30 @@ impl<'r> ChainGraph<'r> {
     /// table (`iptables-restore: line N failed`). Unreachable loops load fine.
     pub fn loop_errors(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        for scc in petgraph::algo::tarjan_scc(&self.graph) {
+        // Reachability per table, computed once, on the first loop found in that table.
+        let mut reach: Vec<Option<Vec<bool>>> = vec![None; self.ruleset.tables.len()];
+        // Which SCC each node is in, to find the edges inside one in linear time.
+        let mut in_scc = vec![usize::MAX; self.graph.node_count()];
+        for (k, scc) in petgraph::algo::tarjan_scc(&self.graph).into_iter().enumerate() {
             let first = scc[0];
             let ti = self.graph[first].table;
             let cyclic = scc.len() > 1 || self.graph.edges_connecting(first, first).next().is_some();
             if !cyclic {
                 continue;
             }
-            let reach = self.reachable(ti);
+            let reach = reach[ti].get_or_insert_with(|| self.reachable(ti));
             if !scc.iter().any(|n| reach[self.graph[*n].chain]) {
                 continue;
+            }
+            for n in &scc {
+                in_scc[n.index()] = k;
             }
             let t = &self.ruleset.tables[ti];
             // Report at the edge inside the loop that appears last in the file.
             let mut inside: Vec<_> = scc
                 .iter()
                 .flat_map(|&n| self.graph.edges_directed(n, Direction::Outgoing))
-                .filter(|e| scc.contains(&e.target()))
+                .filter(|e| in_scc[e.target().index()] == k)
                 .collect();
             inside.sort_by_key(|e| e.weight().span.start);
             let Some(e) = inside.last() else { continue };

@@ -10,8 +10,6 @@ mod modules;
 mod rule;
 mod validate;
 
-use pest::Parser;
-
 use crate::diag::Diagnostic;
 use crate::model::{Ruleset, Span};
 
@@ -23,7 +21,6 @@ pub mod grammar {
     #[grammar = "../grammar/iptables.pest"]
     pub struct SaveGrammar;
 }
-use grammar::{Rule, SaveGrammar};
 
 /// The outcome of reading one file.
 #[derive(Clone, Debug)]
@@ -44,20 +41,14 @@ impl Parsed {
 /// Parses and validates an `iptables-save` / `ip6tables-save` file.
 pub fn parse(text: &str) -> Parsed {
     let mut diags = Vec::new();
-    let ruleset = match SaveGrammar::parse(Rule::file, text) {
-        Ok(mut pairs) => {
-            let file = pairs.next().expect("the file rule always produces one pair");
-            lower::lower_file(file, text, &mut diags)
-        }
-        Err(e) => {
-            // The grammar accepts every line (`bad_line`), so this only happens on input
-            // pest cannot process at all; report it rather than panic.
-            let (start, end) = match e.location {
-                pest::error::InputLocation::Pos(p) => (p, p),
-                pest::error::InputLocation::Span((s, e)) => (s, e),
-            };
+    let ruleset = match lower::lower_file(text, &mut diags) {
+        Ok(ruleset) => ruleset,
+        Err(lower::Untokenizable(start)) => {
+            // The grammar accepts every line (`bad_line`), so this does not happen; report
+            // it rather than panic.
+            diags.clear();
             let line = text[..start.min(text.len())].matches('\n').count() as u32 + 1;
-            diags.push(Diagnostic::error("E0001", Span::new(start, end, line), "file could not be tokenized"));
+            diags.push(Diagnostic::error("E0001", Span::new(start, start, line), "file could not be tokenized"));
             Ruleset::default()
         }
     };

@@ -2,20 +2,44 @@
 //! reads them (SEMANTICS.md §1.3–1.4), with options bound to the most recently loaded
 //! module that has them.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::modules::{self, Arg, Cx, OptDef, Owner, Val};
 use crate::diag::Diagnostic;
 use crate::model::{
-    Cidr, Counters, Family, IfaceName, IpMatch, MatchItem, Neg, Policy, Proto, Rule, Span, TableName, Target,
+    Chain, Cidr, Counters, Family, IfaceName, IpMatch, MatchItem, Neg, Policy, Proto, Rule, Span, TableName, Target,
     TargetItem,
 };
 
+/// The chains of the table a rule line is read in, in declaration order, with an index by
+/// name (a rule's `-j NAME` is looked up in constant time).
+#[derive(Clone, Copy)]
+pub(crate) struct ChainSet<'a> {
+    /// Position in `chains` by name.
+    pub index: &'a HashMap<String, usize>,
+    /// The chains so far.
+    pub chains: &'a [Chain],
+}
+
+impl ChainSet<'_> {
+    /// True when the table has a chain called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Every chain name, in declaration order (for hints; allocates).
+    pub fn names(&self) -> Vec<String> {
+        self.chains.iter().map(|c| c.name.clone()).collect()
+    }
+}
+
 /// A word of a rule line after tokenizing.
 #[derive(Clone, Debug)]
-pub(crate) struct Tok {
-    /// Unquoted text.
-    pub text: String,
+pub(crate) struct Tok<'t> {
+    /// Unquoted text: borrowed from the file unless quoting had to be removed.
+    pub text: Cow<'t, str>,
     /// Where it stands.
     pub span: Span,
     /// True when any part was double-quoted (then it is never an option or `!`).
@@ -106,7 +130,7 @@ struct Loaded {
 }
 
 struct State<'a> {
-    toks: &'a [Tok],
+    toks: &'a [Tok<'a>],
     i: usize,
     family: Family,
     family_seen: Option<Family>,
@@ -125,11 +149,11 @@ struct State<'a> {
 /// Lowers one rule line. Errors are pushed to `diags` and give `None`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lower_rule_line(
-    toks: &[Tok],
+    toks: &[Tok<'_>],
     line_span: Span,
     counters: Option<Counters>,
     table: TableName,
-    chains: &[String],
+    chains: ChainSet<'_>,
     family: Option<Family>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Command> {
@@ -164,10 +188,12 @@ fn err(code: &'static str, span: Span, msg: impl Into<String>) -> Diagnostic {
 }
 
 impl State<'_> {
-    fn run(&mut self, chains: &[String]) -> Result<Option<Command>, Diagnostic> {
+    fn run(&mut self, chains: ChainSet<'_>) -> Result<Option<Command>, Diagnostic> {
         let mut invert: Option<Span> = None;
-        while self.i < self.toks.len() {
-            let tok = &self.toks[self.i];
+        // The words outlive `self`'s borrows: options are passed on as slices of them.
+        let toks = self.toks;
+        while self.i < toks.len() {
+            let tok = &toks[self.i];
             self.i += 1;
             if !tok.quoted && tok.text == "!" {
                 if let Some(prev) = invert {
@@ -178,7 +204,7 @@ impl State<'_> {
                 invert = Some(tok.span);
                 continue;
             }
-            let text = tok.text.as_str();
+            let text: &str = &tok.text;
             let (resolved, name, inline_val) = if tok.quoted || !text.starts_with('-') || text == "-" {
                 return Err(self.stray(tok));
             } else if let Some(long) = text.strip_prefix("--") {
@@ -187,7 +213,9 @@ impl State<'_> {
                     None => (long, None),
                 };
                 match self.resolve_long(n, tok)? {
-                    Some(r) => (r, n.to_string(), v.map(|v| v.to_string())),
+                    // The option as written, up to `=`: `--NAME` (`-NAME` when `NAME`
+                    // itself starts with `-`, as iptables prints it).
+                    Some(r) => (r, if n.starts_with('-') { n } else { &text[..2 + n.len()] }, v.map(str::to_string)),
                     None => {
                         // An implicit protocol module was loaded; read the word again.
                         self.i -= 1;
@@ -207,10 +235,10 @@ impl State<'_> {
                         .note("combined short options are not supported by fwverify")
                         .help("write each option separately"));
                 }
-                (Resolved::Global(short), format!("-{c}"), (!rest.is_empty()).then(|| rest.to_string()))
+                (Resolved::Global(short), &text[..1 + c.len_utf8()], (!rest.is_empty()).then(|| rest.to_string()))
             };
             let inv = invert.take();
-            self.apply(resolved, &name, inv, inline_val, tok.span, chains)?;
+            self.apply(resolved, name, inv, inline_val, tok.span, chains)?;
         }
         if let Some(s) = invert {
             return Err(err("E0104", s, "`!` at the end of the rule").help("put `!` before the option it negates"));
@@ -219,8 +247,8 @@ impl State<'_> {
     }
 
     /// A word that is neither an option nor the value of one.
-    fn stray(&self, tok: &Tok) -> Diagnostic {
-        let prev = self.i.checked_sub(2).map(|j| self.toks[j].text.as_str()).unwrap_or("");
+    fn stray(&self, tok: &Tok<'_>) -> Diagnostic {
+        let prev = self.i.checked_sub(2).map(|j| &*self.toks[j].text).unwrap_or("");
         let mut d = err("E0101", tok.span, format!("unexpected word `{}`", tok.text))
             .label("not an option and not the value of one")
             .note(format!("iptables-restore: Bad argument `{}'", tok.text));
@@ -235,7 +263,7 @@ impl State<'_> {
         d
     }
 
-    fn resolve_long(&mut self, name: &str, tok: &Tok) -> Result<Option<Resolved>, Diagnostic> {
+    fn resolve_long(&mut self, name: &str, tok: &Tok<'_>) -> Result<Option<Resolved>, Diagnostic> {
         // Exact matches first, in getopt's table order: globals, then newest module first.
         if let Some(&(_, c, _)) = GLOBAL.iter().find(|(n, _, _)| *n == name) {
             return Ok(Some(Resolved::Global(c)));
@@ -372,7 +400,7 @@ impl State<'_> {
         Ok(true)
     }
 
-    fn missing_module(&self, name: &str, module: &str, tok: &Tok, prefix_hits: &[(Resolved, bool)]) -> Diagnostic {
+    fn missing_module(&self, name: &str, module: &str, tok: &Tok<'_>, prefix_hits: &[(Resolved, bool)]) -> Diagnostic {
         let proto_module = matches!(module, "tcp" | "udp" | "icmp" | "icmp6" | "sctp" | "dccp");
         let mut d = err("E0103", tok.span, format!("option `--{name}` given without `-m {module}`"))
             .label(format!("belongs to the {module} module"));
@@ -396,7 +424,7 @@ impl State<'_> {
         }
     }
 
-    fn unknown_option(&self, name: &str, tok: &Tok) -> Diagnostic {
+    fn unknown_option(&self, name: &str, tok: &Tok<'_>) -> Diagnostic {
         let mut d = err("E0101", tok.span, format!("unknown option `--{name}`"))
             .note(format!("iptables-restore: unknown option \"--{name}\""));
         let mut all: Vec<String> = GLOBAL.iter().map(|(n, _, _)| n.to_string()).collect();
@@ -422,7 +450,7 @@ impl State<'_> {
         match self.toks.get(self.i) {
             Some(t) => {
                 self.i += 1;
-                Ok(Val { text: t.text.clone(), span: t.span })
+                Ok(Val { text: t.text.to_string(), span: t.span })
             }
             None => Err(err("E0102", opt_span, format!("option `{name}` needs a value"))
                 .label("value missing")
@@ -437,7 +465,7 @@ impl State<'_> {
         let t = self.toks.get(self.i)?;
         if t.quoted || (!t.text.starts_with('-') && t.text != "!") {
             self.i += 1;
-            return Some(Val { text: t.text.clone(), span: t.span });
+            return Some(Val { text: t.text.to_string(), span: t.span });
         }
         None
     }
@@ -445,28 +473,26 @@ impl State<'_> {
     fn apply(
         &mut self,
         r: Resolved,
-        name: &str,
+        opt_name: &str,
         inv: Option<Span>,
         inline: Option<String>,
         span: Span,
-        chains: &[String],
+        chains: ChainSet<'_>,
     ) -> Result<(), Diagnostic> {
-        let opt_name = if name.starts_with('-') { name.to_string() } else { format!("--{name}") };
         match r {
-            Resolved::Global(c) => self.global(c, &opt_name, inv, inline, span, chains),
+            Resolved::Global(c) => self.global(c, opt_name, inv, inline, span, chains),
             Resolved::Module(k, j) => {
                 let def = if j == usize::MAX {
                     OptDef { name: "", arg: Arg::Optional, inv: true }
                 } else {
                     self.matches[k].parser.opts()[j]
                 };
-                let val = self.take_arg(def, inline, span, &opt_name)?;
-                check_inv(def, inv, &opt_name, self.matches[k].parser.name())?;
+                let val = self.take_arg(def, inline, span, opt_name)?;
+                check_inv(def, inv, opt_name, self.matches[k].parser.name())?;
                 let mut cx =
                     Cx { family: self.family, proto: self.ip.proto, table: self.table, diags: self.diags, at: span };
-                let bare =
-                    if j == usize::MAX { opt_name.trim_start_matches('-').to_string() } else { def.name.to_string() };
-                self.matches[k].parser.take(j, &bare, inv.is_some(), val, &mut cx)?;
+                let bare = if j == usize::MAX { opt_name.trim_start_matches('-') } else { def.name };
+                self.matches[k].parser.take(j, bare, inv.is_some(), val, &mut cx)?;
                 let end = self.toks[self.i - 1].span;
                 self.matches[k].end = end;
                 Ok(())
@@ -475,15 +501,13 @@ impl State<'_> {
                 let (t, _, _, _) = self.target.as_mut().expect("resolved to the target");
                 let def =
                     if j == usize::MAX { OptDef { name: "", arg: Arg::Optional, inv: true } } else { t.opts()[j] };
-                let tname = t.name().to_string();
-                let val = self.take_arg(def, inline, span, &opt_name)?;
-                check_inv(def, inv, &opt_name, &tname)?;
+                let val = self.take_arg(def, inline, span, opt_name)?;
                 let (t, _, _, end) = self.target.as_mut().expect("resolved to the target");
+                check_inv(def, inv, opt_name, t.name())?;
                 let mut cx =
                     Cx { family: self.family, proto: self.ip.proto, table: self.table, diags: self.diags, at: span };
-                let bare =
-                    if j == usize::MAX { opt_name.trim_start_matches('-').to_string() } else { def.name.to_string() };
-                t.take(j, &bare, inv.is_some(), val, &mut cx)?;
+                let bare = if j == usize::MAX { opt_name.trim_start_matches('-') } else { def.name };
+                t.take(j, bare, inv.is_some(), val, &mut cx)?;
                 *end = self.toks[self.i - 1].span;
                 Ok(())
             }
@@ -521,7 +545,7 @@ impl State<'_> {
         inv: Option<Span>,
         inline: Option<String>,
         span: Span,
-        chains: &[String],
+        chains: ChainSet<'_>,
     ) -> Result<(), Diagnostic> {
         let invertible = matches!(c, 's' | 'd' | 'i' | 'o' | 'p' | 'f');
         if let (Some(s), false) = (inv, invertible) {
@@ -560,7 +584,7 @@ impl State<'_> {
             's' | 'd' => {
                 let v = self.value(inline, span, name)?;
                 if v.text == "!" {
-                    let next = self.toks.get(self.i).map(|t| t.text.clone()).unwrap_or_default();
+                    let next = self.toks.get(self.i).map(|t| t.text.to_string()).unwrap_or_default();
                     return Err(err(
                         "E0104",
                         v.span,
@@ -650,7 +674,7 @@ impl State<'_> {
                         .help("a rule has one target; use a user chain to do several things"));
                 }
                 let goto = c == 'g';
-                let parser: Box<dyn modules::TargetParser> = if chains.iter().any(|ch| ch == &v.text) {
+                let parser: Box<dyn modules::TargetParser> = if chains.contains(&v.text) {
                     if goto && crate::model::Hook::from_name(&v.text).is_some() {
                         return Err(err("E0208", v.span, format!("`-g {}` goes to a built-in chain", v.text))
                             .note(
@@ -831,11 +855,11 @@ fn check_inv(def: OptDef, inv: Option<Span>, name: &str, module: &str) -> Result
     }
 }
 
-fn undefined_chain(v: &Val, chains: &[String], goto: bool) -> Diagnostic {
+fn undefined_chain(v: &Val, chains: ChainSet<'_>, goto: bool) -> Diagnostic {
     let mut d = err("E0205", v.span, format!("no chain or target named `{}`", v.text))
         .label(if goto { "goto needs a user-defined chain" } else { "not a chain of this table, nor a known target" })
         .note(format!("iptables-restore: Couldn't load target `{}'", v.text));
-    let mut cands: Vec<String> = chains.to_vec();
+    let mut cands: Vec<String> = chains.names();
     cands.extend(modules::known_target_names().iter().map(|s| s.to_string()));
     d = match super::lower::suggest(&v.text, &cands) {
         Some(s) => d.help(format!("did you mean `{s}`?")),

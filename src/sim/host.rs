@@ -62,11 +62,20 @@ impl std::hash::Hash for SockKey {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sock {
+enum SockState {
+    /// A request socket (SYN received, SYN-ACK sent).
     SynRecv,
     Established,
     /// The peer closed; the application never does.
     CloseWait,
+}
+
+/// A connection's socket: its state and `last_oow_ack_time` (when it last sent a SYN-ACK
+/// retransmission or a challenge ACK, for the 500 ms `tcp_invalid_ratelimit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sock {
+    state: SockState,
+    oow: Option<Jiffies>,
 }
 
 /// The host.
@@ -217,6 +226,18 @@ impl Host {
         ok
     }
 
+    /// `__tcp_oow_rate_limited` with `tcp_invalid_ratelimit` = 500 ms: true when the
+    /// socket sent its last SYN-ACK retransmission or challenge ACK less than 500 ms ago;
+    /// otherwise notes `now` as that time.
+    fn oow_limited(&self, sock: &mut Sock, now: Jiffies) -> bool {
+        let window = (500 * self.hz).div_ceil(1000);
+        if sock.oow.is_some_and(|t| now.wrapping_sub(t) < window) {
+            return true;
+        }
+        sock.oow = Some(now);
+        false
+    }
+
     /// The stack's answer to a packet delivered locally.
     pub fn answer(&mut self, pkt: &Packet, now: Jiffies) -> Option<(Packet, ReplyKind, CtRef)> {
         match pkt.proto {
@@ -230,34 +251,67 @@ impl Host {
                 }
                 let listening = self.listen.contains(&(proto::TCP, pkt.dport));
                 let data = pkt.len > Packet::header_len(pkt.src, proto::TCP);
+                let ack_reply = Some((Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid));
+                // Segments are assumed in window with the right acknowledgment number (the
+                // kernel backend keeps sequence numbers consistent). Checked against the
+                // kernel with `fwverify conform` (random traces found every case below).
                 match self.socks.get(&key).copied() {
-                    Some(state) => {
-                        if syn && !ack {
-                            return Some(match state {
-                                Sock::SynRecv => (Self::syn_ack(pkt), ReplyKind::SynAck, CtRef::Invalid),
-                                // RFC 5961 challenge ACK on a synchronized connection.
-                                _ => (Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid),
-                            });
+                    Some(mut sock) => {
+                        if sock.state == SockState::SynRecv {
+                            // `tcp_check_req` on the request socket.
+                            if f & (0x04 | 0x02 | 0x10) == 0x02 {
+                                // A pure retransmitted SYN (FIN, PSH, URG do not count):
+                                // the SYN-ACK again, at most once per 500 ms.
+                                let limited = self.oow_limited(&mut sock, now);
+                                self.socks.insert(key, sock);
+                                return (!limited).then(|| (Self::syn_ack(pkt), ReplyKind::SynAck, CtRef::Invalid));
+                            }
+                            if syn {
+                                // Any other SYN (SYN-ACK): `embryonic_reset`, the request dies.
+                                self.socks.remove(&key);
+                                let flags = if ack { 0x04 } else { 0x14 };
+                                return Some((Self::tcp_reply(pkt, flags), ReplyKind::Reset, CtRef::Invalid));
+                            }
+                            if !ack {
+                                return None;
+                            }
+                            // The handshake's ACK: the child socket takes the segment on.
+                            sock = Sock { state: SockState::Established, oow: None };
+                            self.socks.insert(key, sock);
                         }
-                        let mut state = state;
-                        if state == Sock::SynRecv && ack && !syn {
-                            state = Sock::Established;
-                            self.socks.insert(key, state);
+                        if syn {
+                            // RFC 5961 challenge ACK on a synchronized connection (SYN or
+                            // SYN-ACK), at most once per 500 ms (`tcp_send_challenge_ack`).
+                            let limited = self.oow_limited(&mut sock, now);
+                            self.socks.insert(key, sock);
+                            return if limited { None } else { ack_reply };
                         }
-                        if fin && state == Sock::Established {
-                            self.socks.insert(key, Sock::CloseWait);
-                            return Some((Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid));
+                        if !ack {
+                            // `tcp_rcv_established`/`tcp_rcv_state_process` drop segments
+                            // without ACK (a lone FIN, no flags).
+                            return None;
                         }
-                        if data && state != Sock::SynRecv {
-                            return Some((Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid));
+                        if fin && sock.state == SockState::Established {
+                            sock.state = SockState::CloseWait;
+                            self.socks.insert(key, sock);
+                            return ack_reply;
+                        }
+                        // Data is acknowledged; in CLOSE_WAIT a FIN again too.
+                        if data || (fin && sock.state == SockState::CloseWait) {
+                            return ack_reply;
                         }
                         None
                     }
-                    None if listening && syn && !ack && !fin => {
-                        self.socks.insert(key, Sock::SynRecv);
+                    // A listening socket (`tcp_rcv_state_process`, TCP_LISTEN): a segment
+                    // with ACK gets a RST (SYN-ACK included), a SYN without FIN a SYN-ACK,
+                    // anything else is discarded (found by `fwverify conform` on random
+                    // traces: SYN-ACK and flagless segments to a listening port).
+                    None if listening && ack => Some((Self::tcp_reply(pkt, 0x04), ReplyKind::Reset, CtRef::Invalid)),
+                    None if listening && syn && !fin => {
+                        self.socks.insert(key, Sock { state: SockState::SynRecv, oow: None });
                         Some((Self::syn_ack(pkt), ReplyKind::SynAck, CtRef::Invalid))
                     }
-                    None if listening && syn => None,
+                    None if listening => None,
                     None => {
                         // tcp_v4_send_reset: RST with ACK unless the segment had ACK set.
                         let flags = if ack { 0x04 } else { 0x14 };

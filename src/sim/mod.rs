@@ -895,6 +895,12 @@ fn port_ok(p: &Option<crate::model::Neg<crate::model::PortRange>>, v: u16) -> bo
 
 fn ip_match(rule: &CRule, pkt: &Packet, cx: &Cx) -> bool {
     let ip = &rule.ip;
+    // The protocol first: the cheapest test, and the one that most often fails.
+    if let Some(p) = &ip.proto {
+        if (p.val == pkt.proto) == p.inv {
+            return false;
+        }
+    }
     if let Some(s) = &ip.src {
         if s.val.contains(pkt.src) == s.inv {
             return false;
@@ -912,11 +918,6 @@ fn ip_match(rule: &CRule, pkt: &Packet, cx: &Cx) -> bool {
     }
     if let Some(t) = &ip.out_iface {
         if !t.eval(cx.out_dev) {
-            return false;
-        }
-    }
-    if let Some(p) = &ip.proto {
-        if (p.val == pkt.proto) == p.inv {
             return false;
         }
     }

@@ -1,7 +1,7 @@
 //! Scenario CSV: `time,src,dst,proto,sport,dport,flags,icmp_type,icmp_code,iface,len,ttl,expect,note`
 //! with a header row; `#` lines are comments; unknown columns are errors.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::net::IpAddr;
 
 use super::{IfaceBuf, Row, TraceError};
@@ -29,11 +29,134 @@ pub const COLUMNS: [&str; 15] = [
 
 const REQUIRED: [&str; 4] = ["time", "src", "dst", "proto"];
 
+/// Splits scenario text into records, one line at a time into one reused buffer: `#`
+/// lines and blank lines are skipped, fields are split at commas and trimmed, and a field
+/// may be quoted (`"a, b"`, with `""` for a quote, even across lines). Hand-written
+/// rather than the `csv` crate's reader: this one validates UTF-8 once per line instead
+/// of once per field, trims without copying the record, and counts every line, comments
+/// included, so errors point at the real line.
+struct Records<R: Read> {
+    rdr: BufReader<R>,
+    /// The current record (its line terminator included).
+    text: String,
+    /// Byte range of each field's value in `text`.
+    fields: Vec<(usize, usize)>,
+    /// 1-based column where each field starts.
+    cols: Vec<u64>,
+    /// Lines read so far.
+    lines: u64,
+    /// Line of the current record.
+    line: u64,
+}
+
+/// Why [`Records::next`] failed.
+enum RecordError {
+    Io(std::io::Error),
+    Utf8,
+}
+
+impl<R: Read> Records<R> {
+    fn new(input: R) -> Records<R> {
+        Records {
+            rdr: BufReader::with_capacity(1 << 16, input),
+            text: String::with_capacity(256),
+            fields: Vec::with_capacity(16),
+            cols: Vec::with_capacity(16),
+            lines: 0,
+            line: 0,
+        }
+    }
+
+    /// Appends the next line to `text`; false at the end of the input.
+    fn read_line(&mut self) -> Result<bool, RecordError> {
+        let mut bytes = std::mem::take(&mut self.text).into_bytes();
+        let n = self.rdr.read_until(b'\n', &mut bytes).map_err(RecordError::Io)?;
+        self.text = String::from_utf8(bytes).map_err(|_| RecordError::Utf8)?;
+        self.lines += (n > 0) as u64;
+        Ok(n > 0)
+    }
+
+    /// Reads the next record; false at the end.
+    fn next(&mut self) -> Result<bool, RecordError> {
+        loop {
+            self.text.clear();
+            if !self.read_line()? {
+                return Ok(false);
+            }
+            self.line = self.lines;
+            if !self.text.starts_with('#') && !self.text.trim_ascii().is_empty() {
+                break;
+            }
+        }
+        self.split()?;
+        Ok(true)
+    }
+
+    /// The end of the text without its line terminator.
+    fn end(&self) -> usize {
+        self.text.trim_end_matches(['\n', '\r']).len()
+    }
+
+    fn split(&mut self) -> Result<(), RecordError> {
+        self.fields.clear();
+        self.cols.clear();
+        let mut at = 0;
+        loop {
+            let start = at;
+            let b = self.text.as_bytes();
+            let lead = b[at..self.end()].iter().take_while(|c| matches!(c, b' ' | b'\t')).count();
+            let (value, next) = if b.get(at + lead) == Some(&b'"') {
+                self.quoted(at + lead + 1)?
+            } else {
+                let end = self.end();
+                let stop = self.text[at..end].find(',').map(|i| at + i).unwrap_or(end);
+                let v = self.text[at..stop].trim_ascii();
+                let from = at + (self.text[at..stop].len() - self.text[at..stop].trim_ascii_start().len());
+                ((from, from + v.len()), stop)
+            };
+            self.fields.push(value);
+            self.cols.push(start as u64 + 1);
+            if next >= self.end() {
+                return Ok(());
+            }
+            at = next + 1;
+        }
+    }
+
+    /// A quoted value starting at `from` (after the quote): its range, with doubled quotes
+    /// undoubled in place, and where the field ends (at a comma or the end).
+    fn quoted(&mut self, from: usize) -> Result<((usize, usize), usize), RecordError> {
+        let mut at = from;
+        let close = loop {
+            match self.text[at..].find('"') {
+                Some(i) if self.text[at + i + 1..].starts_with('"') => {
+                    self.text.remove(at + i);
+                    at += i + 1;
+                }
+                Some(i) => break at + i,
+                // The value goes on on the next line (or the input ends inside it).
+                None if self.read_line()? => {}
+                None => break self.end(),
+            }
+        };
+        let end = self.end();
+        let stop = self.text[close.min(end)..end].find(',').map(|i| close + i).unwrap_or(end);
+        // Values are trimmed inside the quotes too, as the `csv` crate's `Trim::All` did.
+        let v = &self.text[from..close];
+        let a = from + (v.len() - v.trim_ascii_start().len());
+        Ok(((a, a + v.trim_ascii().len()), stop))
+    }
+
+    /// Field `i`, if the record has it.
+    fn get(&self, i: usize) -> Option<&str> {
+        self.fields.get(i).map(|&(a, b)| &self.text[a..b])
+    }
+}
+
 /// A streaming scenario reader.
 pub struct CsvTrace<R: Read> {
     file: String,
-    rdr: ::csv::Reader<R>,
-    rec: ::csv::ByteRecord,
+    rec: Records<R>,
     /// Index of each of [`COLUMNS`] in the file, if present.
     col: [Option<usize>; 15],
     /// Number of columns of the header.
@@ -42,37 +165,23 @@ pub struct CsvTrace<R: Read> {
     last_ns: u64,
 }
 
-fn is_comment(r: &::csv::ByteRecord) -> bool {
-    r.get(0).is_some_and(|f| f.first() == Some(&b'#'))
-}
-
 impl<R: Read> CsvTrace<R> {
     /// Reads the header of `input`, shown as `file` in errors.
     pub fn new(file: &str, input: R) -> Result<CsvTrace<R>, TraceError> {
-        // Comments are recognised here rather than by the csv reader, whose line count
-        // skips them: every record keeps its real line number.
-        let mut rdr =
-            ::csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(::csv::Trim::All).from_reader(input);
         let err = |line: u64, col: u64, message: String| TraceError { file: file.to_string(), line, col, message };
-        let mut headers = ::csv::ByteRecord::new();
-        loop {
-            match rdr.read_byte_record(&mut headers) {
-                Ok(true) if is_comment(&headers) => continue,
-                Ok(true) => break,
-                Ok(false) => {
-                    return Err(err(1, 1, "empty scenario: the first line must be a header naming the columns".into()))
-                }
-                Err(e) => return Err(csv_error(file, &e)),
+        let mut rec = Records::new(input);
+        match rec.next() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(err(1, 1, "empty scenario: the first line must be a header naming the columns".into()))
             }
+            Err(e) => return Err(record_error(file, rec.lines + 1, e)),
         }
-        if headers.iter().all(|h| h.is_empty()) {
-            return Err(err(1, 1, "empty scenario: the first line must be a header naming the columns".into()));
-        }
-        let line = headers.position().map(|p| p.line()).unwrap_or(1);
+        let line = rec.line;
         let mut col = [None; 15];
-        let mut at = 1u64;
-        for (i, h) in headers.iter().enumerate() {
-            let name = String::from_utf8_lossy(h).to_ascii_lowercase();
+        for i in 0..rec.fields.len() {
+            let name = rec.get(i).unwrap_or_default().to_ascii_lowercase();
+            let at = rec.cols[i];
             match COLUMNS.iter().position(|c| *c == name) {
                 Some(k) if col[k].is_some() => return Err(err(line, at, format!("column `{name}` given twice"))),
                 Some(k) => col[k] = Some(i),
@@ -80,7 +189,6 @@ impl<R: Read> CsvTrace<R> {
                     return Err(err(line, at, format!("unknown column `{name}`; columns are {}", COLUMNS.join(","))));
                 }
             }
-            at += h.len() as u64 + 1;
         }
         for r in REQUIRED {
             let k = COLUMNS.iter().position(|c| *c == r).expect("required column is known");
@@ -88,48 +196,37 @@ impl<R: Read> CsvTrace<R> {
                 return Err(err(line, 1, format!("missing required column `{r}`")));
             }
         }
-        let width = headers.len();
-        Ok(CsvTrace { file: file.to_string(), rdr, rec: ::csv::ByteRecord::new(), col, width, row: 0, last_ns: 0 })
+        let width = rec.fields.len();
+        Ok(CsvTrace { file: file.to_string(), rec, col, width, row: 0, last_ns: 0 })
     }
 
     fn field(&self, k: usize) -> Option<&str> {
-        let i = self.col[k]?;
-        let b = self.rec.get(i)?;
-        let s = std::str::from_utf8(b).ok()?;
+        let s = self.rec.get(self.col[k]?)?;
         (!s.is_empty()).then_some(s)
     }
 
     fn err(&self, k: usize, message: String) -> TraceError {
-        let line = self.rec.position().map(|p| p.line()).unwrap_or(0);
-        let col = match self.col[k] {
-            Some(i) => 1 + (0..i).map(|j| self.rec.get(j).map(|f| f.len() + 1).unwrap_or(1)).sum::<usize>() as u64,
-            None => 1,
-        };
-        TraceError { file: self.file.clone(), line, col, message }
+        let col = self.col[k].and_then(|i| self.rec.cols.get(i).copied()).unwrap_or(1);
+        TraceError { file: self.file.clone(), line: self.rec.line, col, message }
     }
 
     /// The next row, `Ok(None)` at the end.
     pub fn next_row(&mut self) -> Result<Option<Row>, TraceError> {
-        loop {
-            match self.rdr.read_byte_record(&mut self.rec) {
-                Ok(false) => return Ok(None),
-                Ok(true) if is_comment(&self.rec) => continue,
-                Ok(true) if self.rec.len() == 1 && self.rec.get(0) == Some(b"") => continue,
-                Ok(true) => break,
-                Err(e) => return Err(csv_error(&self.file, &e)),
-            }
+        match self.rec.next() {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => return Err(record_error(&self.file, self.rec.lines + 1, e)),
         }
-        if self.rec.len() != self.width {
-            let line = self.rec.position().map(|p| p.line()).unwrap_or(0);
+        if self.rec.fields.len() != self.width {
             return Err(TraceError {
                 file: self.file.clone(),
-                line,
+                line: self.rec.line,
                 col: 1,
-                message: format!("row has {} fields but the header has {}", self.rec.len(), self.width),
+                message: format!("row has {} fields but the header has {}", self.rec.fields.len(), self.width),
             });
         }
         self.row += 1;
-        let line = self.rec.position().map(|p| p.line()).unwrap_or(0);
+        let line = self.rec.line;
         const TIME: usize = 0;
         let time = self.field(TIME).ok_or_else(|| self.err(TIME, "empty time".into()))?;
         let time_ns = parse_seconds(time).ok_or_else(|| {
@@ -231,19 +328,12 @@ impl<R: Read> CsvTrace<R> {
     }
 }
 
-fn csv_error(file: &str, e: &::csv::Error) -> TraceError {
-    let (line, msg) = match e.kind() {
-        ::csv::ErrorKind::UnequalLengths { pos, expected_len, len } => (
-            pos.as_ref().map(|p| p.line()).unwrap_or(0),
-            format!("row has {len} fields but the header has {expected_len}"),
-        ),
-        ::csv::ErrorKind::Utf8 { pos, .. } => {
-            (pos.as_ref().map(|p| p.line()).unwrap_or(0), "invalid UTF-8".to_string())
-        }
-        ::csv::ErrorKind::Io(io) => (0, format!("read error: {io}")),
-        _ => (e.position().map(|p| p.line()).unwrap_or(0), e.to_string()),
+fn record_error(file: &str, line: u64, e: RecordError) -> TraceError {
+    let message = match e {
+        RecordError::Io(io) => format!("read error: {io}"),
+        RecordError::Utf8 => "invalid UTF-8".to_string(),
     };
-    TraceError { file: file.to_string(), line, col: 1, message: msg }
+    TraceError { file: file.to_string(), line, col: 1, message }
 }
 
 /// Parses non-negative decimal seconds (`12`, `0.5`, `3.000001`) to nanoseconds, exactly.
@@ -304,6 +394,36 @@ mod tests {
         assert_eq!((e.line, e.col), (2, 11));
         let e = rows("time,src,dst,proto,dport\n0,1.2.3.4,1.1.1.1,tcp,22\n").unwrap_err();
         assert!(e.message.contains("sport is required"));
+    }
+
+    #[test]
+    fn quotes_comments_blank_lines_and_crlf() {
+        let text = "# scenario\r\ntime , src,dst,proto,note\r\n\r\n  \n\
+                    0, 1.2.3.4 ,10.0.0.1,icmp,\"a, \"\"quoted\"\" note\"\r\n\
+                    # between rows\n\
+                    1,1.2.3.4,10.0.0.1,\" icmp \",\"two\nlines\"\n\
+                    2,1.2.3.4,10.0.0.1,icmp,last";
+        let r = rows(text).unwrap();
+        assert_eq!(r.iter().map(|r| (r.row, r.line)).collect::<Vec<_>>(), [(1, 5), (2, 7), (3, 9)]);
+        assert_eq!(r[1].pkt.proto, crate::packet::proto::ICMP, "a quoted value is trimmed inside its quotes too");
+        let mut t =
+            CsvTrace::new("s.csv", "time,src,dst,proto,note\n0,1.2.3.4,10.0.0.1,icmp,\"a\"\"b\"\n".as_bytes()).unwrap();
+        t.next_row().unwrap().unwrap();
+        assert_eq!(t.rec.get(4), Some("a\"b"));
+    }
+
+    #[test]
+    fn malformed_rows() {
+        let e = rows("time,src,dst,proto\n0,1.2.3.4,10.0.0.1\n").unwrap_err();
+        assert_eq!((e.line, e.col, e.message.as_str()), (2, 1, "row has 3 fields but the header has 4"));
+        let mut bad = b"time,src,dst,proto\n0,1.2.3.4,10.0.0.1,icmp\n0,".to_vec();
+        bad.extend_from_slice(&[0xff, b'\n']);
+        let mut t = CsvTrace::new("s.csv", &bad[..]).unwrap();
+        assert!(t.next_row().unwrap().is_some());
+        let e = t.next_row().unwrap_err();
+        assert_eq!((e.line, e.message.as_str()), (3, "invalid UTF-8"));
+        let e = rows("# only a comment\n").unwrap_err();
+        assert!(e.message.starts_with("empty scenario"), "{}", e.message);
     }
 
     #[test]

@@ -340,6 +340,39 @@ impl SymPacket {
         self.width
     }
 
+    /// The packet's fields equal their values in `m` (the packet of a model).
+    pub fn equal_to(&self, m: &z3::Model) -> Bool {
+        let mut c = Vec::new();
+        for x in [
+            &self.src,
+            &self.dst,
+            &self.proto,
+            &self.sport,
+            &self.dport,
+            &self.flags,
+            &self.icmp_type,
+            &self.icmp_code,
+            &self.in_if,
+            &self.out_if,
+            &self.len,
+            &self.ttl,
+            &self.ct,
+            &self.mark,
+            &self.pkttype,
+        ] {
+            if let Some(v) = m.eval(x, true) {
+                c.push(x.eq(v));
+            }
+        }
+        let bools = [&self.snat, &self.dnat, &self.frag, &self.src_local, &self.dst_local];
+        for b in bools.into_iter().chain(self.tcp_opts.iter().map(|(_, b)| b)) {
+            if let Some(v) = m.eval(b, true) {
+                c.push(b.eq(v));
+            }
+        }
+        Bool::and(&c)
+    }
+
     /// The packet is TCP, UDP, ….
     pub fn is_proto(&self, p: u8) -> Bool {
         self.proto.eq(bv(p as u128, 8))

@@ -108,7 +108,9 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
     let u = Universe::of(rs, &opts.hosts);
     let mut out = Analysis::default();
     for (ti, t) in rs.tables.iter().enumerate() {
+        // `solver` holds the traversals; `small` only the packets, for a rule's own matches.
         let solver = Solver::new();
+        let small = Solver::new();
         let mut enc = Vec::new();
         for (hi, c) in t.chains.iter().enumerate().filter(|(_, c)| c.hook.is_some()) {
             let hook = c.hook.expect("built-in");
@@ -117,8 +119,10 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
             for d in &trav.defs {
                 solver.assert(d);
             }
-            solver.assert(pkt.well_formed(&u, hook));
-            solver.assert(&trav.entry);
+            for s in [&solver, &small] {
+                s.assert(pkt.well_formed(&u, hook));
+                s.assert(&trav.entry);
+            }
             enc.push(Encoded { hook, pkt, trav });
         }
         let mut assumed = BTreeSet::new();
@@ -136,6 +140,11 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
                 occs.entry(o.rule.clone()).or_default().push((ei, o));
             }
         }
+        // Rules some model has shown reachable; occurrences not yet known to be.
+        let t0 = std::time::Instant::now();
+        let mut tr = std::time::Duration::ZERO; let mut tf = std::time::Duration::ZERO;
+        let mut reached: BTreeSet<RuleRef> = BTreeSet::new();
+        let mut pending: Vec<&Occurrence> = enc.iter().flat_map(|e| &e.trav.occurrences).collect();
         for (ci, c) in t.chains.iter().enumerate() {
             for ri in 0..c.rules.len() {
                 let rr = RuleRef { table: ti, chain: ci, rule: ri };
@@ -143,37 +152,88 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
                     out.unreachable.push(Unreachable { rule: rr, why: Unreached::ChainNotReached });
                     continue;
                 };
-                let reach = Bool::or(&list.iter().map(|(_, o)| o.reach.clone()).collect::<Vec<_>>());
-                let q = Bool::fresh_const("q");
-                solver.assert(q.eq(&reach));
-                if !check(&solver, &[q], || format!("whether {} is reachable", rr.describe(rs)))? {
-                    out.unreachable.push(Unreachable { rule: rr, why: Unreached::Decided });
-                    continue;
+                let ta = std::time::Instant::now();
+                if !reached.contains(&rr) {
+                    let reach = Bool::or(&list.iter().map(|(_, o)| o.reach.clone()).collect::<Vec<_>>());
+                    let q = Bool::fresh_const("q");
+                    solver.assert(q.eq(&reach));
+                    if !check(&solver, &[q], || format!("whether {} is reachable", rr.describe(rs)))? {
+                        out.unreachable.push(Unreachable { rule: rr, why: Unreached::Decided });
+                        continue;
+                    }
+                    // One packet usually reaches many rules: learn them all from its model.
+                    let m = solver.get_model().expect("sat has a model");
+                    pending.retain(|o| {
+                        let hit = m.eval(&o.reach, true).and_then(|b| b.as_bool()).unwrap_or(false);
+                        if hit {
+                            reached.insert(o.rule.clone());
+                        }
+                        !hit
+                    });
                 }
+                tr += ta.elapsed();
                 if !shadowing {
                     continue;
                 }
-                // The rule's own matches, for any packet at any hook that reaches it.
-                let hooks: BTreeSet<usize> = list.iter().map(|(ei, _)| *ei).collect();
-                let alone: Vec<Bool> = hooks.iter().map(|ei| own_match(rs, &rr, &enc[*ei], &u)).collect();
-                let a = Bool::fresh_const("q");
-                solver.assert(a.eq(Bool::or(&alone)));
-                if !check(&solver, &[a], || format!("whether {} can match", rr.describe(rs)))? {
-                    out.never_matches.push(rr);
-                    continue;
+                let tb = std::time::Instant::now();
+                let fs = fires_somewhere(rs, &rr, list, &enc, &solver, &small, &u)?;
+                tf += tb.elapsed();
+                if !fs {
+                    let alone =
+                        Bool::or(&list.iter().map(|(ei, _)| own_match(rs, &rr, &enc[*ei], &u)).collect::<Vec<_>>());
+                    small.push();
+                    small.assert(&alone);
+                    let can = check(&small, &[], || format!("whether {} can match", rr.describe(rs)));
+                    small.pop(1);
+                    if !can? {
+                        out.never_matches.push(rr);
+                        continue;
+                    }
+                    let (covering, deciders) = covering(rs, &solver, &enc, list)?;
+                    out.shadowed.push(Shadowed { rule: rr, covering, deciders });
                 }
-                let fires = Bool::or(&list.iter().map(|(_, o)| o.fires.clone()).collect::<Vec<_>>());
-                let f = Bool::fresh_const("q");
-                solver.assert(f.eq(&fires));
-                if check(&solver, &[f], || format!("whether {} can fire", rr.describe(rs)))? {
-                    continue;
-                }
-                let (covering, deciders) = covering(rs, &solver, &enc, list)?;
-                out.shadowed.push(Shadowed { rule: rr, covering, deciders });
             }
         }
+        eprintln!("reach {tr:?} fires {tf:?} total {:?}", t0.elapsed());
     }
     Ok(out)
+}
+
+/// Whether some packet fires the rule. Tries first, per hook, a packet that satisfies
+/// the rule's own matches (cheap: the traversal formula then only evaluates), and only
+/// then searches.
+fn fires_somewhere(
+    rs: &Ruleset,
+    rr: &RuleRef,
+    list: &[(usize, &Occurrence)],
+    enc: &[Encoded],
+    solver: &Solver,
+    small: &Solver,
+    u: &Universe,
+) -> Result<bool, VerifyError> {
+    let hooks: BTreeSet<usize> = list.iter().map(|(ei, _)| *ei).collect();
+    for ei in hooks {
+        let e = &enc[ei];
+        small.push();
+        small.assert(own_match(rs, rr, e, u));
+        let cand = if check(small, &[], || format!("whether {} can match", rr.describe(rs)))? {
+            small.get_model().map(|m| e.pkt.equal_to(&m))
+        } else {
+            None
+        };
+        small.pop(1);
+        let Some(cand) = cand else { continue };
+        let fires = Bool::or(&list.iter().filter(|(x, _)| *x == ei).map(|(_, o)| o.fires.clone()).collect::<Vec<_>>());
+        let q = Bool::fresh_const("q");
+        solver.assert(q.eq(Bool::and(&[cand, fires])));
+        if check(solver, &[q], || format!("whether {} can fire", rr.describe(rs)))? {
+            return Ok(true);
+        }
+    }
+    let fires = Bool::or(&list.iter().map(|(_, o)| o.fires.clone()).collect::<Vec<_>>());
+    let f = Bool::fresh_const("q");
+    solver.assert(f.eq(&fires));
+    check(solver, &[f], || format!("whether {} can fire", rr.describe(rs)))
 }
 
 /// The rule's matches alone at one hook, with the entry mark and TTL (free), stateful
