@@ -232,6 +232,8 @@ const SUITE: &[(&str, &str, &[&str])] = &[
     // Conntrack: TCP handshakes with open and closed ports, invalid flags; UDP and ICMP.
     ("tcp-state.v4", "tcp-state.csv", &["--listen", "tcp:22"]),
     ("udp-icmp-state.v4", "udp-icmp-state.csv", &["--listen", "udp:53"]),
+    // The host's TCP sockets: request sockets, challenge ACKs and their rate limit.
+    ("tcp-host.v4", "tcp-host.csv", &["--listen", "tcp:22"]),
     // goto/RETURN nesting.
     (
         "goto.v4",

@@ -70,12 +70,14 @@ enum SockState {
     CloseWait,
 }
 
-/// A connection's socket: its state and `last_oow_ack_time` (when it last sent a SYN-ACK
-/// retransmission or a challenge ACK, for the 500 ms `tcp_invalid_ratelimit`).
+/// A connection's socket: its state, `last_oow_ack_time` (when it last sent a SYN-ACK
+/// retransmission or a challenge ACK, for the 500 ms `tcp_invalid_ratelimit`), and when
+/// the SYN that made it arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Sock {
     state: SockState,
     oow: Option<Jiffies>,
+    born: Jiffies,
 }
 
 /// The host.
@@ -90,11 +92,23 @@ pub struct Host {
     peers: FxHashMap<IpAddr, (u64, Jiffies)>,
     /// `peers` is swept of idle entries when it reaches this size.
     peers_sweep_at: usize,
+    /// `socks` is swept of expired request sockets when it reaches this size.
+    socks_sweep_at: usize,
     hz: u64,
 }
 
 /// The size below which `peers` is never swept.
 const PEERS_MIN_SWEEP: usize = 256;
+/// The size below which `socks` is never swept.
+const SOCKS_MIN_SWEEP: usize = 512;
+
+impl Sock {
+    /// A request socket whose retransmission timer has fired: gone for every lookup
+    /// (see [`Host::answer`]), and so also for [`Host::sweep_socks`].
+    fn request_expired(&self, now: Jiffies, hz: u64) -> bool {
+        self.state == SockState::SynRecv && now.wrapping_sub(self.born) > hz
+    }
+}
 
 impl Host {
     /// A host as configured.
@@ -109,6 +123,7 @@ impl Host {
             socks,
             peers,
             peers_sweep_at: PEERS_MIN_SWEEP,
+            socks_sweep_at: SOCKS_MIN_SWEEP,
             hz: cfg.hz as u64,
         }
     }
@@ -238,6 +253,19 @@ impl Host {
         false
     }
 
+    /// Forgets request sockets whose timer has fired, the same test the lookup in
+    /// [`Host::answer`] applies (so nothing observable changes), once the table has doubled
+    /// since the last sweep: amortised O(1) per new socket, and a SYN flood at a listening
+    /// port holds one second of requests instead of every SYN ever received.
+    fn sweep_socks(&mut self, now: Jiffies) {
+        if self.socks.len() < self.socks_sweep_at {
+            return;
+        }
+        let hz = self.hz;
+        self.socks.retain(|_, s| !s.request_expired(now, hz));
+        self.socks_sweep_at = (2 * self.socks.len()).max(SOCKS_MIN_SWEEP);
+    }
+
     /// The stack's answer to a packet delivered locally.
     pub fn answer(&mut self, pkt: &Packet, now: Jiffies) -> Option<(Packet, ReplyKind, CtRef)> {
         match pkt.proto {
@@ -255,7 +283,16 @@ impl Host {
                 // Segments are assumed in window with the right acknowledgment number (the
                 // kernel backend keeps sequence numbers consistent). Checked against the
                 // kernel with `fwverify conform` (random traces found every case below).
-                match self.socks.get(&key).copied() {
+                let mut found = self.socks.get(&key).copied();
+                if found.is_some_and(|s| s.request_expired(now, self.hz)) {
+                    // The host sends no SYN-ACK retransmissions (`tcp_synack_retries` = 0, as
+                    // the kernel backend sets up), so a request socket dies when its first
+                    // retransmission timer fires, TCP_TIMEOUT_INIT = 1 s after the SYN
+                    // (`reqsk_timer_handler`; the timer wheel fires it up to 8 ticks late).
+                    self.socks.remove(&key);
+                    found = None;
+                }
+                match found {
                     Some(mut sock) => {
                         if sock.state == SockState::SynRecv {
                             // `tcp_check_req` on the request socket.
@@ -276,7 +313,7 @@ impl Host {
                                 return None;
                             }
                             // The handshake's ACK: the child socket takes the segment on.
-                            sock = Sock { state: SockState::Established, oow: None };
+                            sock = Sock { state: SockState::Established, oow: None, born: sock.born };
                             self.socks.insert(key, sock);
                         }
                         if syn {
@@ -308,7 +345,8 @@ impl Host {
                     // traces: SYN-ACK and flagless segments to a listening port).
                     None if listening && ack => Some((Self::tcp_reply(pkt, 0x04), ReplyKind::Reset, CtRef::Invalid)),
                     None if listening && syn && !fin => {
-                        self.socks.insert(key, Sock { state: SockState::SynRecv, oow: None });
+                        self.sweep_socks(now);
+                        self.socks.insert(key, Sock { state: SockState::SynRecv, oow: None, born: now });
                         Some((Self::syn_ack(pkt), ReplyKind::SynAck, CtRef::Invalid))
                     }
                     None if listening => None,

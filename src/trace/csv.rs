@@ -102,20 +102,26 @@ impl<R: Read> Records<R> {
         self.cols.clear();
         let mut at = 0;
         loop {
-            let start = at;
+            // Bytes, not `str::find`: fields are short, and a plain loop beats the
+            // general pattern search.
+            let end = self.end();
             let b = self.text.as_bytes();
-            let lead = b[at..self.end()].iter().take_while(|c| matches!(c, b' ' | b'\t')).count();
-            let (value, next) = if b.get(at + lead) == Some(&b'"') {
-                self.quoted(at + lead + 1)?
+            let mut v = at;
+            while v < end && b[v].is_ascii_whitespace() {
+                v += 1;
+            }
+            let (value, next) = if v < end && b[v] == b'"' {
+                self.quoted(v + 1)?
             } else {
-                let end = self.end();
-                let stop = self.text[at..end].find(',').map(|i| at + i).unwrap_or(end);
-                let v = self.text[at..stop].trim_ascii();
-                let from = at + (self.text[at..stop].len() - self.text[at..stop].trim_ascii_start().len());
-                ((from, from + v.len()), stop)
+                let stop = b[v..end].iter().position(|&c| c == b',').map_or(end, |i| v + i);
+                let mut e = stop;
+                while e > v && b[e - 1].is_ascii_whitespace() {
+                    e -= 1;
+                }
+                ((v, e), stop)
             };
             self.fields.push(value);
-            self.cols.push(start as u64 + 1);
+            self.cols.push(at as u64 + 1);
             if next >= self.end() {
                 return Ok(());
             }

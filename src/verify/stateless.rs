@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use z3::ast::Bool;
+use z3::ast::{Bool, BV};
 use z3::Solver;
 
 use super::encode::{encode_ip, encode_match, MatchCx, MatchEnc, SymPacket, Unencodable, Universe};
@@ -102,6 +102,11 @@ struct Encoded {
     hook: Hook,
     pkt: SymPacket,
     trav: Traversal,
+    /// The same traversal without named constants, for evaluating concrete packets.
+    plain: Traversal,
+    /// Over the plain traversal: the order of the occurrence that decides the packet
+    /// (verdict, RETURN, goto, unknown target), `u32::MAX` when none does.
+    decider: BV,
 }
 
 fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysis, VerifyError> {
@@ -116,6 +121,7 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
             let hook = c.hook.expect("built-in");
             let pkt = SymPacket::new(&format!("t{ti}h{hi}"), &u);
             let trav = Traversal::encode(rs, ti, hook, &pkt, &u, StateModel::Any)?;
+            let plain = Traversal::encode_plain(rs, ti, hook, &pkt, &u, StateModel::Any)?;
             for d in &trav.defs {
                 solver.assert(d);
             }
@@ -123,7 +129,13 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
                 s.assert(pkt.well_formed(&u, hook));
                 s.assert(&trav.entry);
             }
-            enc.push(Encoded { hook, pkt, trav });
+            let mut decider = BV::from_u64(u32::MAX as u64, 32);
+            for o in plain.occurrences.iter().rev() {
+                if matches!(o.effect, Effect::Verdict(_) | Effect::Leave | Effect::Unknown) {
+                    decider = o.fires.ite(&BV::from_u64(o.order as u64, 32), &decider);
+                }
+            }
+            enc.push(Encoded { hook, pkt, trav, plain, decider });
         }
         let mut assumed = BTreeSet::new();
         for e in &enc {
@@ -141,8 +153,6 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
             }
         }
         // Rules some model has shown reachable; occurrences not yet known to be.
-        let t0 = std::time::Instant::now();
-        let mut tr = std::time::Duration::ZERO; let mut tf = std::time::Duration::ZERO;
         let mut reached: BTreeSet<RuleRef> = BTreeSet::new();
         let mut pending: Vec<&Occurrence> = enc.iter().flat_map(|e| &e.trav.occurrences).collect();
         for (ci, c) in t.chains.iter().enumerate() {
@@ -152,7 +162,6 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
                     out.unreachable.push(Unreachable { rule: rr, why: Unreached::ChainNotReached });
                     continue;
                 };
-                let ta = std::time::Instant::now();
                 if !reached.contains(&rr) {
                     let reach = Bool::or(&list.iter().map(|(_, o)| o.reach.clone()).collect::<Vec<_>>());
                     let q = Bool::fresh_const("q");
@@ -171,14 +180,10 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
                         !hit
                     });
                 }
-                tr += ta.elapsed();
                 if !shadowing {
                     continue;
                 }
-                let tb = std::time::Instant::now();
-                let fs = fires_somewhere(rs, &rr, list, &enc, &solver, &small, &u)?;
-                tf += tb.elapsed();
-                if !fs {
+                if !fires_somewhere(rs, &rr, list, &enc, &solver, &small, &u)? {
                     let alone =
                         Bool::or(&list.iter().map(|(ei, _)| own_match(rs, &rr, &enc[*ei], &u)).collect::<Vec<_>>());
                     small.push();
@@ -194,14 +199,14 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
                 }
             }
         }
-        eprintln!("reach {tr:?} fires {tf:?} total {:?}", t0.elapsed());
     }
     Ok(out)
 }
 
-/// Whether some packet fires the rule. Tries first, per hook, a packet that satisfies
-/// the rule's own matches (cheap: the traversal formula then only evaluates), and only
-/// then searches.
+/// Whether some packet fires the rule. Tries first, per hook, packets of models of the
+/// rule's own matches, evaluated on the plain traversal (no search; unknown matches
+/// taken as false, a real possibility); each miss excludes the rule that took the packet
+/// from the next try. Only then searches.
 fn fires_somewhere(
     rs: &Ruleset,
     rr: &RuleRef,
@@ -211,22 +216,30 @@ fn fires_somewhere(
     small: &Solver,
     u: &Universe,
 ) -> Result<bool, VerifyError> {
+    const TRIES: usize = 6;
     let hooks: BTreeSet<usize> = list.iter().map(|(ei, _)| *ei).collect();
     for ei in hooks {
         let e = &enc[ei];
         small.push();
         small.assert(own_match(rs, rr, e, u));
-        let cand = if check(small, &[], || format!("whether {} can match", rr.describe(rs)))? {
-            small.get_model().map(|m| e.pkt.equal_to(&m))
-        } else {
-            None
-        };
+        let mut fired = false;
+        for _ in 0..TRIES {
+            if !check(small, &[], || format!("whether {} can match", rr.describe(rs)))? {
+                break;
+            }
+            let m = small.get_model().expect("sat has a model");
+            fired = list.iter().filter(|(x, _)| *x == ei).any(|(_, o)| {
+                m.eval(&e.plain.occurrences[o.order].fires, true).and_then(|b| b.as_bool()).unwrap_or(false)
+            });
+            if fired {
+                break;
+            }
+            let Some(j) = m.eval(&e.decider, true).and_then(|v| v.as_u64()) else { break };
+            let Some(d) = e.trav.occurrences.get(j as usize) else { break };
+            small.assert(own_match(rs, &d.rule, e, u).not());
+        }
         small.pop(1);
-        let Some(cand) = cand else { continue };
-        let fires = Bool::or(&list.iter().filter(|(x, _)| *x == ei).map(|(_, o)| o.fires.clone()).collect::<Vec<_>>());
-        let q = Bool::fresh_const("q");
-        solver.assert(q.eq(Bool::and(&[cand, fires])));
-        if check(solver, &[q], || format!("whether {} can fire", rr.describe(rs)))? {
+        if fired {
             return Ok(true);
         }
     }

@@ -157,6 +157,33 @@ impl Traversal {
         u: &Universe,
         state: StateModel,
     ) -> Result<Traversal, VerifyError> {
+        Self::encode_with(rs, table, hook, pkt, u, state, true)
+    }
+
+    /// The same encoding without named intermediate constants ([`Traversal::defs`] is
+    /// empty): every condition is a formula over the packet alone, which `Model::eval`
+    /// evaluates directly for a concrete packet. Too large to hand to a solver for big
+    /// rulesets; occurrences are in the same order as [`Traversal::encode`]'s.
+    pub fn encode_plain(
+        rs: &Ruleset,
+        table: usize,
+        hook: Hook,
+        pkt: &SymPacket,
+        u: &Universe,
+        state: StateModel,
+    ) -> Result<Traversal, VerifyError> {
+        Self::encode_with(rs, table, hook, pkt, u, state, false)
+    }
+
+    fn encode_with(
+        rs: &Ruleset,
+        table: usize,
+        hook: Hook,
+        pkt: &SymPacket,
+        u: &Universe,
+        state: StateModel,
+        named: bool,
+    ) -> Result<Traversal, VerifyError> {
         let t = &rs.tables[table];
         let start = t
             .chains
@@ -182,6 +209,7 @@ impl Traversal {
             hashlimit_elsewhere: BTreeSet::new(),
             connmark_targets: false,
             depth: 0,
+            named,
         };
         e.prepare();
         let mut entry = vec![];
@@ -256,6 +284,8 @@ struct Enc<'a> {
     /// The ruleset has CONNMARK targets.
     connmark_targets: bool,
     depth: usize,
+    /// Name intermediate conditions (see [`Traversal::encode_plain`]).
+    named: bool,
 }
 
 /// Hooks a packet crosses before `h` on its way (received: PREROUTING before INPUT and
@@ -314,7 +344,7 @@ impl<'a> Enc<'a> {
     }
 
     fn name(&mut self, b: Bool) -> Bool {
-        if b.as_bool().is_some() {
+        if !self.named || b.as_bool().is_some() {
             return b;
         }
         let v = Bool::fresh_const("t");
@@ -323,6 +353,9 @@ impl<'a> Enc<'a> {
     }
 
     fn name_bv(&mut self, x: BV) -> BV {
+        if !self.named {
+            return x;
+        }
         let v = BV::fresh_const("m", x.get_size());
         self.defs.push(v.eq(&x));
         v
