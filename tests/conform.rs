@@ -235,11 +235,7 @@ const SUITE: &[(&str, &str, &[&str])] = &[
     // The host's TCP sockets: request sockets, challenge ACKs and their rate limit.
     ("tcp-host.v4", "tcp-host.csv", &["--listen", "tcp:22"]),
     // goto/RETURN nesting.
-    (
-        "goto.v4",
-        "goto.csv",
-        &["--listen", "tcp:10,tcp:20,tcp:30,tcp:40,tcp:61,tcp:62,udp:53,udp:54,udp:55,udp:56"],
-    ),
+    ("goto.v4", "goto.csv", &["--listen", "tcp:10,tcp:20,tcp:30,tcp:40,tcp:61,tcp:62,udp:53,udp:54,udp:55,udp:56"]),
     // REJECT replies and their conntrack state; OUTPUT DROP eating the host's replies.
     ("reject.v4", "reject.csv", &["--listen", "tcp:22"]),
     ("output-drop.v4", "output-drop.csv", &["--listen", "tcp:22"]),

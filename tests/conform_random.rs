@@ -93,12 +93,13 @@ fn proto_part() -> impl Strategy<Value = (String, Option<&'static str>)> {
             (format!(" -p tcp -m tcp{d}{f}"), Some("tcp"))
         }
     });
-    let udp = prop::option::weighted(0.7, (prop::bool::weighted(0.2), prop_oneof![Just(53u16), Just(54)])).prop_map(
-        |o| match o {
-            Some((inv, p)) => (format!(" -p udp -m udp {}--dport {p}", bang(inv)), Some("udp")),
-            None => (" -p udp".to_string(), Some("udp")),
-        },
-    );
+    let udp =
+        prop::option::weighted(0.7, (prop::bool::weighted(0.2), prop_oneof![Just(53u16), Just(54)])).prop_map(|o| {
+            match o {
+                Some((inv, p)) => (format!(" -p udp -m udp {}--dport {p}", bang(inv)), Some("udp")),
+                None => (" -p udp".to_string(), Some("udp")),
+            }
+        });
     let icmp = prop_oneof![Just(""), Just(" -m icmp --icmp-type 8"), Just(" -m icmp ! --icmp-type 8")]
         .prop_map(|m| (format!(" -p icmp{m}"), Some("icmp")));
     prop_oneof![
@@ -166,17 +167,16 @@ fn recent_part() -> impl Strategy<Value = String> {
 /// `-m limit …`: 1/sec refills on a whole second; 6/min and 3/hour never refill within a
 /// trace (see the module docs).
 fn limit_part() -> impl Strategy<Value = String> {
-    prop::option::weighted(0.15, (prop_oneof![Just("1/sec"), Just("6/min"), Just("3/hour")], 1u32..=4))
-        .prop_map(|o| {
-            o.map(|(rate, burst)| {
-                if burst == 5 {
-                    format!(" -m limit --limit {rate}")
-                } else {
-                    format!(" -m limit --limit {rate} --limit-burst {burst}")
-                }
-            })
-            .unwrap_or_default()
+    prop::option::weighted(0.15, (prop_oneof![Just("1/sec"), Just("6/min"), Just("3/hour")], 1u32..=4)).prop_map(|o| {
+        o.map(|(rate, burst)| {
+            if burst == 5 {
+                format!(" -m limit --limit {rate}")
+            } else {
+                format!(" -m limit --limit {rate} --limit-burst {burst}")
+            }
         })
+        .unwrap_or_default()
+    })
 }
 
 /// The target of a rule in chain `chain` (0 = INPUT, 1.. = user chains).
@@ -280,15 +280,12 @@ fn packet() -> impl Strategy<Value = String> {
         1 => Just(("SA", 0)),
         1 => Just(("NONE", 0)),
     ];
-    let tcp = (
-        prop::sample::select(vec![40000u16, 40001, 40002]),
-        prop::sample::select(vec![22u16, 80, 1000, 2000]),
-        flags,
-    )
-        .prop_map(|(sp, dp, (f, len))| {
-            let len = if len == 0 { String::new() } else { len.to_string() };
-            format!("tcp,{sp},{dp},{f},,,{len}")
-        });
+    let tcp =
+        (prop::sample::select(vec![40000u16, 40001, 40002]), prop::sample::select(vec![22u16, 80, 1000, 2000]), flags)
+            .prop_map(|(sp, dp, (f, len))| {
+                let len = if len == 0 { String::new() } else { len.to_string() };
+                format!("tcp,{sp},{dp},{f},,,{len}")
+            });
     let udp = (prop::sample::select(vec![50000u16, 50001]), prop::sample::select(vec![53u16, 54]))
         .prop_map(|(sp, dp)| format!("udp,{sp},{dp},,,,"));
     let icmp = prop_oneof![
@@ -362,7 +359,14 @@ fn random_rulesets_and_traces_agree_with_the_kernel() {
 
     // The simulator must accept every generated case (no rule it cannot evaluate).
     for (r, t, rules, trace) in &files {
-        let out = fwverify(&["check".as_ref(), r.as_os_str(), "--scenario".as_ref(), t.as_os_str(), FLAGS[0].as_ref(), FLAGS[1].as_ref()]);
+        let out = fwverify(&[
+            "check".as_ref(),
+            r.as_os_str(),
+            "--scenario".as_ref(),
+            t.as_os_str(),
+            FLAGS[0].as_ref(),
+            FLAGS[1].as_ref(),
+        ]);
         assert!(
             out.status.code() == Some(0),
             "fwverify check refused a generated case (exit {:?}):\n{}\n--- ruleset\n{rules}--- trace\n{trace}",

@@ -12,6 +12,7 @@
 
 mod common;
 
+mod alloc;
 mod bad;
 mod cli;
 mod conform;
@@ -20,4 +21,3 @@ mod corpus;
 mod kernel;
 mod roundtrip;
 mod traces;
-mod alloc;

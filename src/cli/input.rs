@@ -21,8 +21,8 @@ type Input = ProgressBarIter<File>;
 
 /// An open trace of either kind.
 pub(super) enum Trace {
-    Csv(CsvTrace<Input>),
-    Pcap(PcapTrace<Input>),
+    Csv(Box<CsvTrace<Input>>),
+    Pcap(Box<PcapTrace<Input>>),
 }
 
 impl RowSource for Trace {
@@ -66,8 +66,8 @@ pub(super) fn open(path: &Path, name: &str, iface: IfaceBuf, progress: bool) -> 
     };
     let input = bar.wrap_read(file);
     let trace = match magic {
-        Some(_) => Trace::Pcap(PcapTrace::new(name, input, iface)?),
-        None => Trace::Csv(CsvTrace::new(name, input)?),
+        Some(_) => Trace::Pcap(Box::new(PcapTrace::new(name, input, iface)?)),
+        None => Trace::Csv(Box::new(CsvTrace::new(name, input)?)),
     };
     Ok(Opened { trace, bar })
 }

@@ -22,16 +22,30 @@ struct TableBuilder {
     index: HashMap<String, usize>,
     /// Chain names declared by a `:NAME` line or `-N`, with their spans.
     declared: Vec<(String, Span)>,
+    /// The chain the last rule was appended to.
+    last_appended: Option<usize>,
 }
 
 impl TableBuilder {
     fn new(table: Table) -> TableBuilder {
         let index = table.chains.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
-        TableBuilder { table, index, declared: Vec::new() }
+        TableBuilder { table, index, declared: Vec::new(), last_appended: None }
     }
 
     fn find(&self, name: &str) -> Option<usize> {
         self.index.get(name).copied()
+    }
+
+    /// [`TableBuilder::find`] for the chain a rule is appended to: iptables-save writes a
+    /// chain's rules together, so the previous rule's chain is tried first (one string
+    /// comparison instead of a hash lookup).
+    fn find_appended(&mut self, name: &str) -> Option<usize> {
+        if let Some(i) = self.last_appended.filter(|&i| self.table.chains[i].name == name) {
+            return Some(i);
+        }
+        let found = self.find(name);
+        self.last_appended = found.or(self.last_appended);
+        found
     }
 
     fn chains(&self) -> ChainSet<'_> {
@@ -449,7 +463,7 @@ impl Lowerer<'_> {
                     self.family = family;
                 }
                 let tb = self.current.as_mut().expect("checked above");
-                match tb.find(&chain.0) {
+                match tb.find_appended(&chain.0) {
                     Some(i) => {
                         let c = &mut tb.table.chains[i];
                         match insert_at {

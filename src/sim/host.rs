@@ -382,7 +382,8 @@ impl Host {
     /// (type 11 code 0) from the host's own address, rate-limited like every ICMP error.
     /// (IPv6's hop-limit error is not modelled.)
     pub fn time_exceeded(&mut self, pkt: &Packet, now: Jiffies) -> Option<(Packet, ReplyKind, CtRef)> {
-        if !pkt.src.is_ipv4() || (pkt.proto == proto::ICMP && !matches!(pkt.icmp_type, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18))
+        if !pkt.src.is_ipv4()
+            || (pkt.proto == proto::ICMP && !matches!(pkt.icmp_type, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18))
         {
             return None;
         }

@@ -353,8 +353,7 @@ impl Engine {
             let icmp_error = matches!(
                 kind,
                 host::ReplyKind::Reject | host::ReplyKind::PortUnreachable | host::ReplyKind::TimeExceeded
-            )
-                && matches!(rp.proto, proto::ICMP | proto::ICMPV6);
+            ) && matches!(rp.proto, proto::ICMP | proto::ICMPV6);
             let reset = *kind == host::ReplyKind::Reject && rp.proto == proto::TCP;
             let attached = if (icmp_error || reset) && had_ct {
                 if reset {

@@ -281,7 +281,7 @@ fn check_link(link: DataLink) -> Result<(), String> {
     }
 }
 
-/// Decodes one frame of link type `link` (checked by [`check_link`]).
+/// Decodes one frame of link type `link` (one that `check_link` accepts).
 pub fn decode(link: DataLink, data: &[u8]) -> Result<Frame, String> {
     let sliced = match link {
         DataLink::ETHERNET => {

@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use z3::ast::{Bool, BV};
+use z3::ast::Ast;
 use z3::Solver;
 
 use super::encode::{encode_ip, encode_match, MatchCx, MatchEnc, SymPacket, Unencodable, Universe};
@@ -222,12 +223,20 @@ fn fires_somewhere(
         let e = &enc[ei];
         small.push();
         small.assert(own_match(rs, rr, e, u));
+        let paths: Vec<Bool> =
+            list.iter().filter(|(x, _)| *x == ei).map(|(_, o)| e.plain.occurrences[o.order].path.clone()).collect();
+        small.assert(Bool::or(&paths));
         let mut fired = false;
         for _ in 0..TRIES {
             if !check(small, &[], || format!("whether {} can match", rr.describe(rs)))? {
                 break;
             }
             let m = small.get_model().expect("sat has a model");
+            // The rule's own unknown matches hold; every other one fails (a real
+            // possibility either way).
+            for a in e.plain.assumed.iter().filter(|a| a.rule == *rr) {
+                m.add_const_interp(&a.var.decl(), &Bool::from_bool(true));
+            }
             fired = list.iter().filter(|(x, _)| *x == ei).any(|(_, o)| {
                 m.eval(&e.plain.occurrences[o.order].fires, true).and_then(|b| b.as_bool()).unwrap_or(false)
             });
@@ -243,6 +252,7 @@ fn fires_somewhere(
             return Ok(true);
         }
     }
+    if std::env::var_os("FWV_DEBUG").is_some() { eprintln!("fallback {}", rr.describe(rs)); }
     let fires = Bool::or(&list.iter().map(|(_, o)| o.fires.clone()).collect::<Vec<_>>());
     let f = Bool::fresh_const("q");
     solver.assert(f.eq(&fires));

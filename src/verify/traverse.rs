@@ -105,6 +105,9 @@ pub struct Occurrence {
     /// For each frame of `stack`, the rule whose `-j`/`-g` entered it (`None` for the
     /// built-in chain).
     pub entered_by: Vec<Option<RuleRef>>,
+    /// The matches of the `-j`/`-g` rules that led here (true in a built-in chain): a
+    /// necessary condition of reaching the rule, much smaller than `reach`.
+    pub path: Bool,
 }
 
 /// A match the encoding could not represent, and the fresh Boolean standing for it.
@@ -231,7 +234,8 @@ impl Traversal {
         }
         let top = Bool::from_bool(true);
         let frame = e.new_frame();
-        let (ret, _, _) = e.chain(start, top, mark, pkt.ttl.clone(), vec![frame], vec![None])?;
+        let (ret, _, _) =
+            e.chain(start, top.clone(), mark, pkt.ttl.clone(), vec![frame], vec![None], top)?;
         let policy = t.chains[start].policy.unwrap_or(Policy::Accept);
         let by_policy = ret;
         match policy {
@@ -470,6 +474,7 @@ impl<'a> Enc<'a> {
         mut ttl: BV,
         stack: Vec<u32>,
         entered_by: Vec<Option<RuleRef>>,
+        path: Bool,
     ) -> Result<(Bool, BV, BV), VerifyError> {
         self.depth += 1;
         let t = &self.rs.tables[self.table];
@@ -512,6 +517,7 @@ impl<'a> Enc<'a> {
                 order,
                 stack: stack.clone(),
                 entered_by: entered_by.clone(),
+                path: path.clone(),
             });
             let not_m = Bool::and(&[reach.clone(), m.not()]);
             let next = match effect {
@@ -562,7 +568,8 @@ impl<'a> Enc<'a> {
                     inner.push(self.new_frame());
                     let mut by = entered_by.clone();
                     by.push(Some(rr.clone()));
-                    let (r, rm, rt) = self.chain(to, fires.clone(), mark.clone(), ttl.clone(), inner, by)?;
+                    let inner_path = Bool::and(&[path.clone(), m.clone()]);
+                    let (r, rm, rt) = self.chain(to, fires.clone(), mark.clone(), ttl.clone(), inner, by, inner_path)?;
                     if !rm.ast_eq(&mark) {
                         let v = r.ite(&rm, &mark);
                         mark = self.name_bv(v);
@@ -582,7 +589,9 @@ impl<'a> Enc<'a> {
                             let mut by = entered_by.clone();
                             by.pop();
                             by.push(Some(rr.clone()));
-                            let r = self.chain(to, fires.clone(), mark.clone(), ttl.clone(), inner, by)?;
+                            let inner_path = Bool::and(&[path.clone(), m.clone()]);
+                            let r =
+                                self.chain(to, fires.clone(), mark.clone(), ttl.clone(), inner, by, inner_path)?;
                             rets.push(r);
                         }
                         None => rets.push((fires.clone(), mark.clone(), ttl.clone())),

@@ -1,0 +1,199 @@
+//! Verifier speed: reachability plus shadowing (`verify::stateless::analyze`) on a
+//! generated 1,000-rule ruleset, on the largest corpus file
+//! (`ext_kr_geo_allowlist.v4`, 2,751 rules) and on the seed ruleset; and one
+//! `verify::query` on the seed ruleset.
+//!
+//! `cargo bench --bench verify` prints a Markdown table for BENCHMARKS.md
+//! (`cargo bench --bench verify -- N` for another generated size).
+//!
+//! A plain `main`, as in `benches/sim.rs`: each sample is seconds of solver work on a
+//! fresh encoding, and the figure wanted is the median CPU time of a few samples.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fwverify::trace::gen::SplitMix64;
+use fwverify::verify::property::parse_property;
+use fwverify::verify::query::{query, QueryOptions};
+use fwverify::verify::stateless::{analyze, Options};
+use fwverify::verify::traverse::Final;
+
+fn main() {
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1000);
+    print_machine();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seed = std::fs::read_to_string(root.join("scenarios/seed/rules.v4")).expect("seed ruleset");
+    let corpus = root.join("../shared/corpus/files/ext_kr_geo_allowlist.v4");
+    let big = generated(n);
+    // `FWV_BENCH_DUMP=path` writes the generated ruleset, for profiling with the CLI.
+    if let Some(p) = std::env::var_os("FWV_BENCH_DUMP") {
+        std::fs::write(p, &big).expect("write the generated ruleset");
+    }
+    let mut rows = Vec::new();
+    rows.push(stateless_row(&format!("generated ruleset ({n} rules)"), &big));
+    match std::fs::read_to_string(&corpus) {
+        Ok(text) => rows.push(stateless_row("corpus ext_kr_geo_allowlist.v4", &text)),
+        Err(e) => eprintln!("skipping {}: {e}", corpus.display()),
+    }
+    rows.push(stateless_row("seed rules.v4", &seed));
+    rows.push(query_row("seed rules.v4: query `ACCEPT tcp dport 22`", &seed, "ACCEPT tcp dport 22"));
+    println!("\n| what | rules | findings | CPU time (median of 3) | wall |");
+    println!("|---|---:|---|---:|---:|");
+    for r in rows {
+        println!("| {} | {} | {} | {:.2} s | {:.2} s |", r.0, r.1, r.2, r.3.as_secs_f64(), r.4.as_secs_f64());
+    }
+}
+
+type Row = (String, usize, String, Duration, Duration);
+
+/// Samples per figure (`FWV_BENCH_SAMPLES`, default 3).
+fn samples() -> usize {
+    std::env::var("FWV_BENCH_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+}
+
+fn stateless_row(what: &str, text: &str) -> Row {
+    let parsed = fwverify::load(text);
+    assert!(!parsed.has_errors(), "{what} loads");
+    let rs = &parsed.ruleset;
+    let mut taken = Vec::new();
+    let mut findings = String::new();
+    for _ in 0..samples() {
+        let clock = Clock::start();
+        let a = analyze(rs, &Options::default()).expect("z3 decides every rule");
+        taken.push(clock.elapsed());
+        findings = format!(
+            "{} unreachable, {} shadowed, {} never match",
+            a.unreachable.len(),
+            a.shadowed.len(),
+            a.never_matches.len()
+        );
+    }
+    eprintln!("{what}: {findings}");
+    let (cpu, wall) = median(taken);
+    (what.to_string(), rs.rule_count(), findings, cpu, wall)
+}
+
+fn query_row(what: &str, text: &str, q: &str) -> Row {
+    let parsed = fwverify::load(text);
+    let prop = parse_property(&format!("possible {q}"), 0, 1).expect("query parses");
+    let v = Final::parse(prop.verdict.as_str()).expect("verdict");
+    let mut taken = Vec::new();
+    let mut found = 0;
+    for _ in 0..samples() {
+        let clock = Clock::start();
+        found = query(&parsed.ruleset, v, &prop.goal, &QueryOptions::default()).expect("z3 decides").classes.len();
+        taken.push(clock.elapsed());
+    }
+    let (cpu, wall) = median(taken);
+    (what.to_string(), parsed.ruleset.rule_count(), format!("{found} class(es)"), cpu, wall)
+}
+
+/// A ruleset of `n` rules in the style of a large hand-written firewall (as in
+/// `benches/sim.rs`): a dispatch on protocol and port range into 20 user chains, each
+/// with per-network port rules, connection state, recent-list checks, rate limits,
+/// multiport, REJECT and RETURN rules.
+fn generated(n: usize) -> String {
+    let mut s =
+        String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:blacklist - [0:0]\n");
+    let groups = 20;
+    for g in 0..groups {
+        let _ = writeln!(s, ":svc{g:03} - [0:0]");
+    }
+    s.push_str("-A INPUT -i lo -j ACCEPT\n");
+    s.push_str("-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT\n");
+    s.push_str("-A INPUT -m state --state INVALID -j DROP\n");
+    s.push_str("-A INPUT -m recent --name bl --rcheck --seconds 600 -j DROP\n");
+    s.push_str("-A INPUT -p icmp -m limit --limit 5/s --limit-burst 10 -j ACCEPT\n");
+    let width = 65536 / groups;
+    for g in 0..groups {
+        let (lo, hi) = (g * width, if g == groups - 1 { 65535 } else { (g + 1) * width - 1 });
+        let proto = if g % 4 == 3 { "udp" } else { "tcp" };
+        let _ = writeln!(s, "-A INPUT -p {proto} -m {proto} --dport {lo}:{hi} -j svc{g:03}");
+    }
+    s.push_str("-A INPUT -p tcp -m tcp --dport 23 -j blacklist\n");
+    s.push_str("-A blacklist -m recent --name bl --set -j DROP\n");
+    let fixed = s.lines().filter(|l| l.starts_with("-A")).count();
+    let per = (n - fixed) / groups;
+    let mut rng = SplitMix64::new(42);
+    let mut written = fixed;
+    for g in 0..groups {
+        let proto = if g % 4 == 3 { "udp" } else { "tcp" };
+        let count = if g == groups - 1 { n - written } else { per };
+        for k in 0..count {
+            let port = g * width + rng.below(width as u64) as usize;
+            let net = format!("{}.{}.{}.0/24", 100 + rng.below(100), rng.below(256), rng.below(256));
+            let line = match k % 10 {
+                0 => format!("-A svc{g:03} -p {proto} -m {proto} --dport {port} -m state --state NEW -j ACCEPT"),
+                1 => format!("-A svc{g:03} -s {net} -p {proto} -m {proto} --dport {port} -j ACCEPT"),
+                2 => format!("-A svc{g:03} -p {proto} -m {proto} --sport 1024:65535 --dport {port} -j DROP"),
+                3 => format!(
+                    "-A svc{g:03} -p {proto} -m {proto} --dport {port} -m recent --name r{g} --rcheck --seconds 60 --hitcount 5 -j DROP"
+                ),
+                4 => format!("-A svc{g:03} -p {proto} -m {proto} --dport {port} -m recent --name r{g} --set"),
+                5 => format!("-A svc{g:03} -p {proto} -m {proto} --dport {port} -m limit --limit 100/s -j ACCEPT"),
+                6 => format!("-A svc{g:03} -s {net} -j RETURN"),
+                7 => format!("-A svc{g:03} -d 192.0.2.{}/32 -p {proto} -m {proto} --dport {port} -j REJECT", rng.below(255)),
+                8 => format!("-A svc{g:03} -p {proto} -m multiport --dports {port},{},{} -j ACCEPT", port ^ 1, port ^ 2),
+                _ => format!("-A svc{g:03} -s {net} -m comment --comment \"net {k}\" -j DROP"),
+            };
+            s.push_str(&line);
+            s.push('\n');
+        }
+        written += count;
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
+fn print_machine() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!("machine: {cpus} CPUs, {cpu}, Linux {}; libz3 {}", kernel.trim(), z3_version());
+}
+
+fn z3_version() -> String {
+    std::fs::read_dir("/usr/lib/x86_64-linux-gnu")
+        .ok()
+        .and_then(|d| {
+            d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).find(|n| n.starts_with("libz3.so."))
+        })
+        .unwrap_or_else(|| "(unknown)".into())
+}
+
+/// CPU time of this process (user + system, from `/proc/self/stat`) and wall time: on a
+/// shared machine, wall time also counts the time other processes held the CPU.
+struct Clock {
+    cpu: Duration,
+    wall: Instant,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock { cpu: cpu_time(), wall: Instant::now() }
+    }
+    fn elapsed(&self) -> (Duration, Duration) {
+        let (cpu, wall) = (cpu_time() - self.cpu, self.wall.elapsed());
+        eprintln!("  sample: {:.0} ms CPU, {:.0} ms wall", cpu.as_secs_f64() * 1e3, wall.as_secs_f64() * 1e3);
+        (cpu, wall)
+    }
+}
+
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<u64> = rest.split(' ').skip(11).take(2).map(|x| x.parse().expect("tick count")).collect();
+    Duration::from_millis((f[0] + f[1]) * 10)
+}
+
+fn median(mut v: Vec<(Duration, Duration)>) -> (Duration, Duration) {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
