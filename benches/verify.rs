@@ -163,7 +163,9 @@ fn z3_version() -> String {
     std::fs::read_dir("/usr/lib/x86_64-linux-gnu")
         .ok()
         .and_then(|d| {
-            d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).find(|n| n.starts_with("libz3.so."))
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.starts_with("libz3.so."))
         })
         .unwrap_or_else(|| "(unknown)".into())
 }

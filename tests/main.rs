@@ -7,7 +7,10 @@
 //! - `roundtrip`: proptest — generated canonical rules print back unchanged.
 //! - `kernel`: `fwverify fmt` against `iptables-legacy-restore` + `-save` in a throwaway
 //!   network namespace (root only; skipped with a message elsewhere, fails under `CI`).
-//! - `conform`: the simulator against the kernel for every shipped scenario.
+//! - `conform`: the simulator against the kernel for every shipped scenario and the
+//!   conformance suite (`data/conform/`: one small ruleset per feature, with expectations).
+//! - `conform_random`: the same for seeded random rulesets and traces (proptest).
+//! - `verify`: `fwverify query` (packet classes, unreachable and shadowed rules).
 //! - `traces`: `fwverify gen` output and pcap/pcapng captures replayed by `check --scenario`.
 
 mod common;
@@ -21,3 +24,4 @@ mod corpus;
 mod kernel;
 mod roundtrip;
 mod traces;
+mod verify;

@@ -87,7 +87,12 @@ fn unknown(e: VerifyError) -> anyhow::Result<u8> {
 }
 
 /// Runs `fwverify query` on a loaded ruleset.
-pub(super) fn run(a: &QueryArgs, file: &SourceFile, parsed: &crate::Parsed, out: &mut impl Write) -> anyhow::Result<u8> {
+pub(super) fn run(
+    a: &QueryArgs,
+    file: &SourceFile,
+    parsed: &crate::Parsed,
+    out: &mut impl Write,
+) -> anyhow::Result<u8> {
     let rs = &parsed.ruleset;
     if a.query.is_none() && !a.unreachable && !a.shadowed {
         eprintln!("fwverify: give a query such as 'ACCEPT tcp dport 22', or --unreachable / --shadowed");

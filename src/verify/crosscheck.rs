@@ -16,9 +16,11 @@ use crate::model::Hook;
 use crate::packet::Packet;
 use crate::sim::{initial_jiffies, Decided, Engine, Ifaces, Outcome, SimConfig, Verdict};
 
-const CIDRS: [&str; 6] = ["10.0.0.0/8", "10.1.2.0/24", "192.168.1.7", "0.0.0.0/1", "172.16.0.0/12", "10.0.0.0/255.0.255.0"];
+const CIDRS: [&str; 6] =
+    ["10.0.0.0/8", "10.1.2.0/24", "192.168.1.7", "0.0.0.0/1", "172.16.0.0/12", "10.0.0.0/255.0.255.0"];
 const IFACES: [&str; 4] = ["eth0", "eth+", "lo", "wlan0"];
-const SRCS: [[u8; 4]; 6] = [[10, 1, 2, 3], [10, 0, 5, 0], [192, 168, 1, 7], [8, 8, 8, 8], [172, 16, 4, 4], [200, 1, 1, 1]];
+const SRCS: [[u8; 4]; 6] =
+    [[10, 1, 2, 3], [10, 0, 5, 0], [192, 168, 1, 7], [8, 8, 8, 8], [172, 16, 4, 4], [200, 1, 1, 1]];
 const PKT_IFACES: [&str; 4] = ["eth0", "eth1", "lo", "wlan0"];
 
 fn bang() -> impl Strategy<Value = &'static str> {
@@ -28,7 +30,11 @@ fn bang() -> impl Strategy<Value = &'static str> {
 fn ports() -> impl Strategy<Value = String> {
     prop_oneof![
         (0u16..100).prop_map(|p| p.to_string()),
-        (0u16..100, 0u16..100).prop_map(|(a, b)| if a == b { a.to_string() } else { format!("{}:{}", a.min(b), a.max(b)) }),
+        (0u16..100, 0u16..100).prop_map(|(a, b)| if a == b {
+            a.to_string()
+        } else {
+            format!("{}:{}", a.min(b), a.max(b))
+        }),
     ]
 }
 
@@ -157,7 +163,14 @@ fn packet() -> impl Strategy<Value = Pkt> {
 
 /// The verdict the formulas give for a concrete packet, or `None` when the packet
 /// constraints exclude it.
-fn z3_verdict(solver: &Solver, trav: &Traversal, pkt: &SymPacket, u: &Universe, p: &Packet, iface: &str) -> Option<Final> {
+fn z3_verdict(
+    solver: &Solver,
+    trav: &Traversal,
+    pkt: &SymPacket,
+    u: &Universe,
+    p: &Packet,
+    iface: &str,
+) -> Option<Final> {
     let port_proto = matches!(p.proto, 6 | 17);
     let icmp = p.proto == 1;
     let dst = match p.dst {

@@ -127,7 +127,9 @@ impl IfaceClasses {
             if p.is_empty() {
                 continue;
             }
-            let label = if exact.iter().any(|e| e.starts_with(p)) || prefixes.iter().any(|q| q.len() > p.len() && q.starts_with(p)) {
+            let label = if exact.iter().any(|e| e.starts_with(p))
+                || prefixes.iter().any(|q| q.len() > p.len() && q.starts_with(p))
+            {
                 format!("{p}+(other)")
             } else {
                 format!("{p}+")
@@ -491,11 +493,9 @@ impl SymPacket {
             }
         }
         match hook {
-            Hook::Input => c.push(Bool::or(&[
-                self.dst_local.clone(),
-                self.is_broadcast(&self.dst),
-                self.is_multicast(&self.dst),
-            ])),
+            Hook::Input => {
+                c.push(Bool::or(&[self.dst_local.clone(), self.is_broadcast(&self.dst), self.is_multicast(&self.dst)]))
+            }
             Hook::Forward => c.push(self.dst_local.not()),
             _ => {}
         }
@@ -815,12 +815,9 @@ pub fn encode_match(m: &Match, cx: &MatchCx<'_>) -> MatchEnc {
                 option,
             ]))
         }
-        Match::Udp(uc) => exact(Bool::and(&[
-            p.is_proto(17),
-            p.frag.not(),
-            port(&p.sport, &uc.sport),
-            port(&p.dport, &uc.dport),
-        ])),
+        Match::Udp(uc) => {
+            exact(Bool::and(&[p.is_proto(17), p.frag.not(), port(&p.sport, &uc.sport), port(&p.dport, &uc.dport)]))
+        }
         Match::Icmp(ic) => {
             let ty = match &ic.ty {
                 Some(ty) => neg(icmp_type(p, &ty.val), ty.inv),
@@ -841,10 +838,9 @@ pub fn encode_match(m: &Match, cx: &MatchCx<'_>) -> MatchEnc {
         Match::Conntrack(c) => conntrack_match(p, c),
         Match::Comment(_) => exact(t),
         Match::Mark(mk) => exact(neg(cx.mark.bvand(bv(mk.mask as u128, 32)).eq(bv(mk.value as u128, 32)), mk.inv)),
-        Match::Length(l) => exact(neg(
-            Bool::and(&[p.len.bvuge(bv(l.min as u128, 16)), p.len.bvule(bv(l.max as u128, 16))]),
-            l.inv,
-        )),
+        Match::Length(l) => {
+            exact(neg(Bool::and(&[p.len.bvuge(bv(l.min as u128, 16)), p.len.bvule(bv(l.max as u128, 16))]), l.inv))
+        }
         Match::Ttl(tt) => {
             let v = bv(tt.value as u128, 8);
             exact(match tt.op {

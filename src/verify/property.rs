@@ -110,16 +110,18 @@ pub fn parse_property(text: &str, offset: usize, line: u32) -> Result<Property, 
             pest::error::InputLocation::Span((s, en)) => (s, en),
         };
         let expected = match &e.variant {
-            pest::error::ErrorVariant::ParsingError { positives, .. } => positives
-                .iter()
-                .map(|r| format!("{r:?}").replace('_', " "))
-                .collect::<Vec<_>>()
-                .join(", "),
+            pest::error::ErrorVariant::ParsingError { positives, .. } => {
+                positives.iter().map(|r| format!("{r:?}").replace('_', " ")).collect::<Vec<_>>().join(", ")
+            }
             pest::error::ErrorVariant::CustomError { message } => message.clone(),
         };
-        Diagnostic::error("E0301", Span::new(offset + s, offset + en.min(text.len()).max(s), line), "property not understood")
-            .label(format!("expected {expected}"))
-            .help("write e.g. `never ACCEPT tcp dport 22 under scan` or `possible ACCEPT tcp dport 22`")
+        Diagnostic::error(
+            "E0301",
+            Span::new(offset + s, offset + en.min(text.len()).max(s), line),
+            "property not understood",
+        )
+        .label(format!("expected {expected}"))
+        .help("write e.g. `never ACCEPT tcp dport 22 under scan` or `possible ACCEPT tcp dport 22`")
     })?;
     let prop = pairs.next().expect("property rule");
     let mut p = Property {
@@ -200,7 +202,11 @@ pub fn parse_property(text: &str, offset: usize, line: u32) -> Result<Property, 
     Ok(p)
 }
 
-fn goal(pair: pest::iterators::Pair<'_, P>, g: &mut Goal, sp: &dyn Fn(pest::Span<'_>) -> Span) -> Result<(), Diagnostic> {
+fn goal(
+    pair: pest::iterators::Pair<'_, P>,
+    g: &mut Goal,
+    sp: &dyn Fn(pest::Span<'_>) -> Span,
+) -> Result<(), Diagnostic> {
     for part in pair.into_inner() {
         match part.as_rule() {
             P::proto => {

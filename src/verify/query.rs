@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use z3::ast::{Bool, BV};
 use z3::{Model, Solver};
 
-use super::encode::{bv, ip_bits, CT_STATES, PKT_TYPES, SymPacket, Unencodable, Universe};
+use super::encode::{bv, ip_bits, SymPacket, Unencodable, Universe, CT_STATES, PKT_TYPES};
 use super::property::Goal;
 use super::traverse::{Final, StateModel, Traversal};
 use super::{check, RuleRef, VerifyError};
@@ -47,7 +47,13 @@ pub struct QueryOptions {
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        QueryOptions { table: TableName::Filter, hook: Hook::Input, max: 50, state: StateModel::Empty, hosts: Vec::new() }
+        QueryOptions {
+            table: TableName::Filter,
+            hook: Hook::Input,
+            max: 50,
+            state: StateModel::Empty,
+            hosts: Vec::new(),
+        }
     }
 }
 
@@ -603,7 +609,10 @@ fn show(rs: &Ruleset, u: &Universe, trav: &Traversal, fields: &[Field], c: &Pack
                 let n = if f.name == Name::Src { "src" } else { "dst" };
                 format!("{n} {}", show_addr(*v, f.width, *len))
             }
-            (Name::Sport | Name::Dport | Name::Len | Name::Ttl | Name::IcmpType | Name::IcmpCode, Range::Interval(a, b)) => {
+            (
+                Name::Sport | Name::Dport | Name::Len | Name::Ttl | Name::IcmpType | Name::IcmpCode,
+                Range::Interval(a, b),
+            ) => {
                 let n = match f.name {
                     Name::Sport => "sport",
                     Name::Dport => "dport",
@@ -648,11 +657,7 @@ fn show(rs: &Ruleset, u: &Universe, trav: &Traversal, fields: &[Field], c: &Pack
                     Some(m) => format!("`{}`", m.m),
                     None => "its target".to_string(),
                 };
-                format!(
-                    "[if {} {what} {}]",
-                    a.rule.describe(rs),
-                    if *v == 1 { "matches" } else { "does not match" }
-                )
+                format!("[if {} {what} {}]", a.rule.describe(rs), if *v == 1 { "matches" } else { "does not match" })
             }
             (Name::Proto, _) => continue,
             (_, r) => format!("{:?} {r:?}", f.name),

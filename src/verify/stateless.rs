@@ -24,8 +24,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use z3::ast::{Bool, BV};
 use z3::ast::Ast;
+use z3::ast::{Bool, BV};
 use z3::Solver;
 
 use super::encode::{encode_ip, encode_match, MatchCx, MatchEnc, SymPacket, Unencodable, Universe};
@@ -108,15 +108,17 @@ struct Encoded {
     /// Over the plain traversal: the order of the occurrence that decides the packet
     /// (verdict, RETURN, goto, unknown target), `u32::MAX` when none does.
     decider: BV,
+    /// A solver holding only this hook's packet constraints.
+    small: Solver,
 }
 
 fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysis, VerifyError> {
     let u = Universe::of(rs, &opts.hosts);
     let mut out = Analysis::default();
     for (ti, t) in rs.tables.iter().enumerate() {
-        // `solver` holds the traversals; `small` only the packets, for a rule's own matches.
+        // `solver` holds the traversals; each hook's `small` only its packet, for a
+        // rule's own matches.
         let solver = Solver::new();
-        let small = Solver::new();
         let mut enc = Vec::new();
         for (hi, c) in t.chains.iter().enumerate().filter(|(_, c)| c.hook.is_some()) {
             let hook = c.hook.expect("built-in");
@@ -126,6 +128,7 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
             for d in &trav.defs {
                 solver.assert(d);
             }
+            let small = Solver::new();
             for s in [&solver, &small] {
                 s.assert(pkt.well_formed(&u, hook));
                 s.assert(&trav.entry);
@@ -136,7 +139,7 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
                     decider = o.fires.ite(&BV::from_u64(o.order as u64, 32), &decider);
                 }
             }
-            enc.push(Encoded { hook, pkt, trav, plain, decider });
+            enc.push(Encoded { hook, pkt, trav, plain, decider, small });
         }
         let mut assumed = BTreeSet::new();
         for e in &enc {
@@ -184,14 +187,18 @@ fn analyze_with(rs: &Ruleset, opts: &Options, shadowing: bool) -> Result<Analysi
                 if !shadowing {
                     continue;
                 }
-                if !fires_somewhere(rs, &rr, list, &enc, &solver, &small, &u)? {
-                    let alone =
-                        Bool::or(&list.iter().map(|(ei, _)| own_match(rs, &rr, &enc[*ei], &u)).collect::<Vec<_>>());
-                    small.push();
-                    small.assert(&alone);
-                    let can = check(&small, &[], || format!("whether {} can match", rr.describe(rs)));
-                    small.pop(1);
-                    if !can? {
+                if !fires_somewhere(rs, &rr, list, &enc, &solver, &u)? {
+                    let hooks: BTreeSet<usize> = list.iter().map(|(ei, _)| *ei).collect();
+                    let mut can = false;
+                    for ei in hooks {
+                        let small = &enc[ei].small;
+                        small.push();
+                        small.assert(own_match(rs, &rr, &enc[ei], &u));
+                        let r = check(small, &[], || format!("whether {} can match", rr.describe(rs)));
+                        small.pop(1);
+                        can |= r?;
+                    }
+                    if !can {
                         out.never_matches.push(rr);
                         continue;
                     }
@@ -214,13 +221,13 @@ fn fires_somewhere(
     list: &[(usize, &Occurrence)],
     enc: &[Encoded],
     solver: &Solver,
-    small: &Solver,
     u: &Universe,
 ) -> Result<bool, VerifyError> {
     const TRIES: usize = 6;
     let hooks: BTreeSet<usize> = list.iter().map(|(ei, _)| *ei).collect();
     for ei in hooks {
         let e = &enc[ei];
+        let small = &e.small;
         small.push();
         small.assert(own_match(rs, rr, e, u));
         let paths: Vec<Bool> =
@@ -252,7 +259,9 @@ fn fires_somewhere(
             return Ok(true);
         }
     }
-    if std::env::var_os("FWV_DEBUG").is_some() { eprintln!("fallback {}", rr.describe(rs)); }
+    if std::env::var_os("FWV_DEBUG").is_some() {
+        eprintln!("fallback {}", rr.describe(rs));
+    }
     let fires = Bool::or(&list.iter().map(|(_, o)| o.fires.clone()).collect::<Vec<_>>());
     let f = Bool::fresh_const("q");
     solver.assert(f.eq(&fires));
@@ -305,7 +314,9 @@ fn covering(
         for j in cands {
             let q = Bool::fresh_const("q");
             solver.assert(q.eq(Bool::and(&[left.clone(), j.fires.clone()])));
-            if check(solver, &[q], || format!("whether {} takes packets of {}", j.rule.describe(rs), o.rule.describe(rs)))? {
+            if check(solver, &[q], || {
+                format!("whether {} takes packets of {}", j.rule.describe(rs), o.rule.describe(rs))
+            })? {
                 found.insert(attribute(j, o));
                 via.insert(j.rule.clone());
                 let next = Bool::fresh_const("left");
@@ -337,7 +348,8 @@ mod tests {
     use super::*;
 
     fn load(rules: &str) -> Ruleset {
-        let text = format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{rules}COMMIT\n");
+        let text =
+            format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{rules}COMMIT\n");
         let p = crate::load(&text);
         assert!(!p.has_errors(), "{:?}", p.diagnostics);
         p.ruleset
@@ -367,11 +379,9 @@ mod tests {
 
     #[test]
     fn narrower_port_after_wider_range_is_shadowed_not_the_reverse() {
-        let (u, s, _) =
-            check_rules("-A INPUT -p tcp --dport 22 -j DROP\n-A INPUT -p tcp --dport 20:30 -j ACCEPT\n");
+        let (u, s, _) = check_rules("-A INPUT -p tcp --dport 22 -j DROP\n-A INPUT -p tcp --dport 20:30 -j ACCEPT\n");
         assert!(u.is_empty() && s.is_empty(), "{u:?} {s:?}");
-        let (u, s, _) =
-            check_rules("-A INPUT -p tcp --dport 20:30 -j DROP\n-A INPUT -p tcp --dport 22 -j ACCEPT\n");
+        let (u, s, _) = check_rules("-A INPUT -p tcp --dport 20:30 -j DROP\n-A INPUT -p tcp --dport 22 -j ACCEPT\n");
         assert!(u.is_empty());
         assert_eq!(s, ["INPUT#2 by INPUT#1"]);
     }
@@ -386,7 +396,8 @@ mod tests {
 
     #[test]
     fn stateful_rules_never_cover() {
-        let (u, s, _) = check_rules("-A INPUT -p tcp -m limit --limit 1/s -j DROP\n-A INPUT -p tcp --dport 22 -j ACCEPT\n");
+        let (u, s, _) =
+            check_rules("-A INPUT -p tcp -m limit --limit 1/s -j DROP\n-A INPUT -p tcp --dport 22 -j ACCEPT\n");
         assert!(u.is_empty() && s.is_empty());
         // A stateless rule behind it covers; the nearest covering rules are named.
         let (_, s, _) = check_rules(

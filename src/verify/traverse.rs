@@ -234,8 +234,13 @@ impl Traversal {
         }
         let top = Bool::from_bool(true);
         let frame = e.new_frame();
-        let (ret, _, _) =
-            e.chain(start, top.clone(), mark, pkt.ttl.clone(), vec![frame], vec![None], top)?;
+        let (ret, _, _) = e.chain(
+            start,
+            top.clone(),
+            mark,
+            pkt.ttl.clone(),
+            Place { stack: vec![frame], entered_by: vec![None], path: top },
+        )?;
         let policy = t.chains[start].policy.unwrap_or(Policy::Accept);
         let by_policy = ret;
         match policy {
@@ -258,6 +263,14 @@ impl Traversal {
             entry: Bool::and(&entry),
         })
     }
+}
+
+/// Where a chain is entered: the kernel stack of frames (this chain's last), the rule
+/// that entered each frame, and the matches of those rules.
+struct Place {
+    stack: Vec<u32>,
+    entered_by: Vec<Option<RuleRef>>,
+    path: Bool,
 }
 
 struct Enc<'a> {
@@ -409,7 +422,7 @@ impl<'a> Enc<'a> {
             },
             Match::Connmark(c) if !self.connmark_targets => {
                 // A new connection has mark 0; without a connection the match fails.
-                let v = (0 & c.mask == c.value) != c.inv;
+                let v = (c.value == 0) != c.inv;
                 let new = self.pkt.ct_in(ctstate::NEW);
                 return Bool::and(&[new, Bool::from_bool(v)]);
             }
@@ -472,10 +485,9 @@ impl<'a> Enc<'a> {
         entry: Bool,
         mut mark: BV,
         mut ttl: BV,
-        stack: Vec<u32>,
-        entered_by: Vec<Option<RuleRef>>,
-        path: Bool,
+        at: Place,
     ) -> Result<(Bool, BV, BV), VerifyError> {
+        let Place { stack, entered_by, path } = at;
         self.depth += 1;
         let t = &self.rs.tables[self.table];
         if self.depth > t.chains.len() + 1 {
@@ -545,9 +557,8 @@ impl<'a> Enc<'a> {
                                         why,
                                         var: Bool::fresh_const("ctmark_used"),
                                     });
-                                    let new = mark
-                                        .bvand(bv(!nfmask as u128, 32))
-                                        .bvor(ct.bvand(bv(nfmask as u128, 32)));
+                                    let new =
+                                        mark.bvand(bv(!nfmask as u128, 32)).bvor(ct.bvand(bv(nfmask as u128, 32)));
                                     let v = m.ite(&new, &mark);
                                     mark = self.name_bv(v);
                                 }
@@ -564,12 +575,14 @@ impl<'a> Enc<'a> {
                 }
                 Effect::Call => {
                     let to = goto_target.expect("call target");
-                    let mut inner = stack.clone();
-                    inner.push(self.new_frame());
-                    let mut by = entered_by.clone();
-                    by.push(Some(rr.clone()));
-                    let inner_path = Bool::and(&[path.clone(), m.clone()]);
-                    let (r, rm, rt) = self.chain(to, fires.clone(), mark.clone(), ttl.clone(), inner, by, inner_path)?;
+                    let mut inner = Place {
+                        stack: stack.clone(),
+                        entered_by: entered_by.clone(),
+                        path: Bool::and(&[path.clone(), m.clone()]),
+                    };
+                    inner.stack.push(self.new_frame());
+                    inner.entered_by.push(Some(rr.clone()));
+                    let (r, rm, rt) = self.chain(to, fires.clone(), mark.clone(), ttl.clone(), inner)?;
                     if !rm.ast_eq(&mark) {
                         let v = r.ite(&rm, &mark);
                         mark = self.name_bv(v);
@@ -583,15 +596,16 @@ impl<'a> Enc<'a> {
                 Effect::Leave => {
                     match goto_target {
                         Some(to) => {
-                            let mut inner = stack.clone();
-                            inner.pop();
-                            inner.push(self.new_frame());
-                            let mut by = entered_by.clone();
-                            by.pop();
-                            by.push(Some(rr.clone()));
-                            let inner_path = Bool::and(&[path.clone(), m.clone()]);
-                            let r =
-                                self.chain(to, fires.clone(), mark.clone(), ttl.clone(), inner, by, inner_path)?;
+                            let mut inner = Place {
+                                stack: stack.clone(),
+                                entered_by: entered_by.clone(),
+                                path: Bool::and(&[path.clone(), m.clone()]),
+                            };
+                            inner.stack.pop();
+                            inner.entered_by.pop();
+                            inner.stack.push(self.new_frame());
+                            inner.entered_by.push(Some(rr.clone()));
+                            let r = self.chain(to, fires.clone(), mark.clone(), ttl.clone(), inner)?;
                             rets.push(r);
                         }
                         None => rets.push((fires.clone(), mark.clone(), ttl.clone())),
