@@ -19,8 +19,8 @@ use crate::sim::{initial_jiffies, Decided, Engine, Ifaces, Outcome, SimConfig, V
 const CIDRS: [&str; 6] =
     ["10.0.0.0/8", "10.1.2.0/24", "192.168.1.7", "0.0.0.0/1", "172.16.0.0/12", "10.0.0.0/255.0.255.0"];
 const IFACES: [&str; 4] = ["eth0", "eth+", "lo", "wlan0"];
-const SRCS: [[u8; 4]; 6] =
-    [[10, 1, 2, 3], [10, 0, 5, 0], [192, 168, 1, 7], [8, 8, 8, 8], [172, 16, 4, 4], [200, 1, 1, 1]];
+const SRCS: [[u8; 4]; 7] =
+    [[10, 1, 2, 3], [10, 0, 5, 0], [192, 168, 1, 7], [8, 8, 8, 8], [172, 16, 4, 4], [200, 1, 1, 1], [127, 0, 0, 1]];
 const PKT_IFACES: [&str; 4] = ["eth0", "eth1", "lo", "wlan0"];
 
 fn bang() -> impl Strategy<Value = &'static str> {
@@ -87,6 +87,7 @@ fn matches() -> impl Strategy<Value = String> {
         1 => (bang(), 0u32..3).prop_map(|(b, v)| format!(" -m mark {b}--mark {v}/0x3")),
         1 => (bang(), 0u8..3).prop_map(|(b, v)| format!(" -m iprange {b}--src-range 10.0.0.0-10.{v}.255.255")),
         1 => bang().prop_map(|b| format!(" -m addrtype {b}--dst-type LOCAL")),
+        1 => bang().prop_map(|b| format!(" -m addrtype {b}--src-type LOCAL,BROADCAST")),
         1 => bang().prop_map(|b| format!(" -m pkttype {b}--pkt-type broadcast")),
         1 => Just(" -m comment --comment hi".to_string()),
     ];
@@ -198,6 +199,8 @@ fn z3_verdict(
         pkt.ttl.eq(bv(p.ttl as u128, 8)),
         pkt.pkttype.eq(bv(pkttype, 2)),
         pkt.frag.not(),
+        // The simulator: only loopback sources are the host's without `--host`.
+        pkt.src_local.eq(Bool::from_bool(p.src.is_loopback())),
     ];
     for (_, o) in &pkt.tcp_opts {
         fix.push(o.not());

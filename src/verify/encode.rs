@@ -192,8 +192,8 @@ pub struct Universe {
     pub iface_tests: Vec<IfaceName>,
     /// Interface classes.
     pub ifaces: IfaceClasses,
-    /// The host's addresses (`--host`); empty means every destination of an incoming
-    /// packet is the host's, as in the simulator.
+    /// The host's addresses (`--host`); empty means they are unknown (any address may be
+    /// one; a unicast destination in INPUT is one, as in the simulator).
     pub hosts: Vec<IpAddr>,
     /// TCP option kinds `--tcp-option` tests.
     pub tcp_options: Vec<u8>,
@@ -221,6 +221,12 @@ impl Universe {
                     }
                 }
             }
+        }
+        // `lo` always has a class of its own: routing treats it apart (loopback
+        // addresses are legal on it only), whether or not a rule names it.
+        let lo = IfaceName::new("lo").expect("short name");
+        if !tests.contains(&lo) {
+            tests.push(lo);
         }
         Universe {
             family: rs.family(),
@@ -482,14 +488,13 @@ impl SymPacket {
             c.push(self.src_local.eq(host(&self.src)));
             c.push(self.dst_local.eq(host(&self.dst)));
         } else {
-            // Without `--host`, every destination of an incoming packet is the host's
-            // (as in the simulator) and only loopback sources are.
-            c.push(self.src_local.eq(self.is_loopback(&self.src)));
+            // Without `--host` the host's addresses are unknown: any source may be one,
+            // and a unicast destination in INPUT is one (routing delivered it locally).
             let special = Bool::or(&[self.is_broadcast(&self.dst), self.is_multicast(&self.dst)]);
             match hook {
-                Hook::Prerouting | Hook::Input => c.push(self.dst_local.eq(special.not())),
+                Hook::Input => c.push(self.dst_local.eq(special.not())),
                 Hook::Forward => c.push(self.dst_local.not()),
-                Hook::Output | Hook::Postrouting => {}
+                Hook::Prerouting | Hook::Output | Hook::Postrouting => {}
             }
         }
         match hook {
@@ -509,11 +514,9 @@ impl SymPacket {
     pub fn deliverable(&self, u: &Universe) -> Bool {
         let lo = match u.ifaces.reps.iter().position(|r| r == "lo") {
             Some(i) => self.in_if.eq(bv(i as u128, u.ifaces.width())),
-            None => {
-                // `lo` shares a class with other names only when no rule names it; then
-                // no rule can tell it apart, and the checks below are merely stricter.
-                Bool::from_bool(false)
-            }
+            // Only when a wildcard such as `l+` also matches `lo`: the checks below are
+            // then merely stricter.
+            None => Bool::from_bool(false),
         };
         let mut c = vec![self.frag.not(), self.is_multicast(&self.src).not(), self.is_broadcast(&self.src).not()];
         c.push(self.is_loopback(&self.src).implies(&lo));

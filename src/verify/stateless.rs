@@ -18,9 +18,9 @@
 //!
 //! Limits (all on the side of reporting less): two evaluations of the same stateful
 //! match are independent (a `--rcheck` repeated after another one is not seen as
-//! shadowed); the host's addresses are the ones given (without them, every destination
-//! of an incoming packet is the host's, as in the simulator); martian filtering at the
-//! routing decision is not assumed.
+//! shadowed); the host's addresses are the ones given (without them any address may be
+//! the host's, but a unicast destination in INPUT is); martian filtering at the routing
+//! decision is not assumed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -258,9 +258,6 @@ fn fires_somewhere(
         if fired {
             return Ok(true);
         }
-    }
-    if std::env::var_os("FWV_DEBUG").is_some() {
-        eprintln!("fallback {}", rr.describe(rs));
     }
     let fires = Bool::or(&list.iter().map(|(_, o)| o.fires.clone()).collect::<Vec<_>>());
     let f = Bool::fresh_const("q");
