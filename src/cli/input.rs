@@ -19,7 +19,8 @@ const PROGRESS_MIN_BYTES: u64 = 8 << 20;
 
 type Input = ProgressBarIter<File>;
 
-/// An open trace of either kind.
+/// An open trace of either kind (one per scenario, so the size difference is of no matter).
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Trace {
     Csv(Box<CsvTrace<Input>>),
     Pcap(Box<PcapTrace<Input>>),
