@@ -94,8 +94,15 @@ pub struct Host {
     peers_sweep_at: usize,
     /// `socks` is swept of expired request sockets when it reaches this size.
     socks_sweep_at: usize,
+    /// Connections waiting in each listening port's accept queue (ESTABLISHED or
+    /// CLOSE_WAIT, never accepted: the host runs no application).
+    queued: FxHashMap<u16, u32>,
     hz: u64,
 }
+
+/// `listen(fd, 4096)` capped by `net.core.somaxconn` (4096): the accept queue is full when
+/// it holds more than this (`sk_acceptq_is_full`), as with the kernel backend's sockets.
+const MAX_ACK_BACKLOG: u32 = 4096;
 
 /// The size below which `peers` is never swept.
 const PEERS_MIN_SWEEP: usize = 256;
@@ -124,6 +131,7 @@ impl Host {
             peers,
             peers_sweep_at: PEERS_MIN_SWEEP,
             socks_sweep_at: SOCKS_MIN_SWEEP,
+            queued: FxHashMap::default(),
             hz: cfg.hz as u64,
         }
     }
@@ -266,6 +274,19 @@ impl Host {
         self.socks_sweep_at = (2 * self.socks.len()).max(SOCKS_MIN_SWEEP);
     }
 
+    fn accept_queue_full(&self, port: u16) -> bool {
+        self.queued.get(&port).copied().unwrap_or(0) > MAX_ACK_BACKLOG
+    }
+
+    /// Takes a removed socket out of its port's accept queue.
+    fn dequeue(&mut self, old: Sock, port: u16) {
+        if old.state != SockState::SynRecv {
+            if let Some(q) = self.queued.get_mut(&port) {
+                *q = q.saturating_sub(1);
+            }
+        }
+    }
+
     /// The stack's answer to a packet delivered locally.
     pub fn answer(&mut self, pkt: &Packet, now: Jiffies) -> Option<(Packet, ReplyKind, CtRef)> {
         match pkt.proto {
@@ -274,7 +295,9 @@ impl Host {
                 let f = pkt.flags;
                 let (syn, ack, rst, fin) = (f & 0x02 != 0, f & 0x10 != 0, f & 0x04 != 0, f & 0x01 != 0);
                 if rst {
-                    self.socks.remove(&key);
+                    if let Some(old) = self.socks.remove(&key) {
+                        self.dequeue(old, pkt.dport);
+                    }
                     return None;
                 }
                 let listening = self.listen.contains(&(proto::TCP, pkt.dport));
@@ -312,7 +335,13 @@ impl Host {
                             if !ack {
                                 return None;
                             }
-                            // The handshake's ACK: the child socket takes the segment on.
+                            // The handshake's ACK: the child socket takes the segment on,
+                            // unless the accept queue is full (`tcp_v4_syn_recv_sock` fails,
+                            // `tcp_abort_on_overflow` = 0: the ACK is dropped).
+                            if self.accept_queue_full(pkt.dport) {
+                                return None;
+                            }
+                            *self.queued.entry(pkt.dport).or_insert(0) += 1;
                             sock = Sock { state: SockState::Established, oow: None, born: sock.born };
                             self.socks.insert(key, sock);
                         }
@@ -344,6 +373,8 @@ impl Host {
                     // anything else is discarded (found by `fwverify conform` on random
                     // traces: SYN-ACK and flagless segments to a listening port).
                     None if listening && ack => Some((Self::tcp_reply(pkt, 0x04), ReplyKind::Reset, CtRef::Invalid)),
+                    // `tcp_conn_request` drops a SYN while the accept queue is full.
+                    None if listening && syn && !fin && self.accept_queue_full(pkt.dport) => None,
                     None if listening && syn && !fin => {
                         self.sweep_socks(now);
                         self.socks.insert(key, Sock { state: SockState::SynRecv, oow: None, born: now });

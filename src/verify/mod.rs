@@ -101,3 +101,28 @@ impl fmt::Display for ShowRule<'_> {
         write!(f, "{rule}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use z3::ast::BV;
+
+    #[test]
+    fn unknown_is_reported_with_the_solvers_reason() {
+        let solver = Solver::new();
+        let mut p = z3::Params::new();
+        p.set_u32("rlimit", 1);
+        solver.set_params(&p);
+        let (x, y) = (BV::new_const("x", 64), BV::new_const("y", 64));
+        solver.assert(x.bvmul(&y).eq(BV::from_u64(0x1234_5678_9abc_def1, 64)));
+        solver.assert(x.bvugt(BV::from_u64(1, 64)));
+        solver.assert(y.bvugt(BV::from_u64(1, 64)));
+        match check(&solver, &[], || "a factorisation".into()) {
+            Err(VerifyError::Unknown { what, reason }) => {
+                assert_eq!(what, "a factorisation");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("expected Unknown, got {other:?}"),
+        }
+    }
+}
