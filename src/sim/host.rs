@@ -136,6 +136,11 @@ impl Host {
         }
     }
 
+    /// Whether `a` is one of the addresses given with `--host`.
+    pub fn is_own(&self, a: IpAddr) -> bool {
+        self.hosts.contains(&a)
+    }
+
     /// Whether `dst` is one of the host's addresses (all are, when none were given).
     pub fn is_local(&self, dst: IpAddr) -> bool {
         self.hosts.is_empty() || self.hosts.contains(&dst)

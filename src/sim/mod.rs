@@ -226,6 +226,8 @@ struct Cx {
     local_socket: bool,
     /// The destination is one of the host's addresses (route type LOCAL).
     dst_local: bool,
+    /// The source is one of the host's addresses (only with `--host`).
+    src_local: bool,
 }
 
 impl Engine {
@@ -397,6 +399,7 @@ impl Engine {
                 ctref: ct,
                 local_socket: false,
                 dst_local,
+                src_local: self.host.is_own(pkt.src),
             };
             match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
                 TVerdict::Accept => {}
@@ -447,6 +450,7 @@ impl Engine {
                 ctref: ct,
                 local_socket: false,
                 dst_local,
+                src_local: self.host.is_own(pkt.src),
             };
             match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
                 TVerdict::Accept => {}
@@ -468,6 +472,7 @@ impl Engine {
                     ctref: ct,
                     local_socket: false,
                     dst_local,
+                    src_local: self.host.is_own(pkt.src),
                 };
                 match self.run_table(ti as usize, Hook::Postrouting, pkt, &cx, &mut mark, path, &mut last) {
                     TVerdict::Accept => {}
@@ -520,6 +525,7 @@ impl Engine {
                     ctref: ct,
                     local_socket: false,
                     dst_local: self.host.is_local(pkt.dst),
+                    src_local: self.host.is_own(pkt.src),
                 };
                 if self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) != TVerdict::Accept {
                     self.conntrack.abort();
@@ -710,7 +716,7 @@ fn eval_matches(
             }
             CMatch::Pkttype { inv, ty } => (pkt_type(pkt, cx) == *ty) != *inv,
             CMatch::Addrtype(a) => {
-                a.src.is_none_or(|s| (addr_type(pkt.src, cx, false) & s.val != 0) != s.inv)
+                a.src.is_none_or(|s| (addr_type(pkt.src, cx, cx.src_local) & s.val != 0) != s.inv)
                     && a.dst.is_none_or(|d| (addr_type(pkt.dst, cx, cx.dst_local) & d.val != 0) != d.inv)
             }
             CMatch::Nth { id, every, inv } => {
@@ -779,8 +785,10 @@ fn ct_match(m: &crate::model::matches::Conntrack, ct: &Conntrack, cx: &Cx, _pkt:
         || m.expire.is_some()
         || m.dir.is_some();
     let Some(c) = conn else {
-        // Without a connection only the state test is evaluated.
-        return !tests_beyond_state;
+        // Without a connection only the state test is evaluated: `conntrack_mt` returns
+        // `match_flags & XT_CONNTRACK_STATE` (true when a state test was given and passed).
+        let _ = tests_beyond_state;
+        return m.state.is_some();
     };
     let o = c.orig;
     let r = conntrack::Conntrack::reply_of(&o);
