@@ -51,6 +51,25 @@ pub mod proto {
 }
 
 impl Packet {
+    /// A packet with only its IP header filled in: no ports, flags or ICMP fields, on
+    /// interface 0 (to be resolved by the caller).
+    pub fn ip(src: IpAddr, dst: IpAddr, proto: u8, len: u16, ttl: u8) -> Packet {
+        Packet {
+            src,
+            dst,
+            proto,
+            sport: 0,
+            dport: 0,
+            flags: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_id: 0,
+            iface: IfaceId(0),
+            len,
+            ttl,
+        }
+    }
+
     /// The length of the headers alone for this protocol (IPv4 20 / IPv6 40, plus TCP 20,
     /// UDP 8, ICMP 8): the default total length of a scenario packet.
     pub fn header_len(src: IpAddr, proto: u8) -> u16 {

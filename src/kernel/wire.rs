@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use crate::packet::{proto, IfaceId, Packet};
+use crate::packet::{proto, Packet};
 
 /// What a built TCP segment carries beyond the scenario's row.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -176,20 +176,7 @@ fn is_error(pr: u8, t: u8) -> bool {
 pub fn parse(b: &[u8]) -> Option<Parsed> {
     let (src, dst, pr, ttl, len, hl) = ip_header(b)?;
     let l4 = b.get(hl..len.min(b.len()))?;
-    let mut pkt = Packet {
-        src,
-        dst,
-        proto: pr,
-        sport: 0,
-        dport: 0,
-        flags: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        icmp_id: 0,
-        iface: IfaceId(0),
-        len: len as u16,
-        ttl,
-    };
+    let mut pkt = Packet::ip(src, dst, pr, len as u16, ttl);
     let mut tcp = TcpSeq::default();
     let mut payload = 0;
     let mut quoted = None;

@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 
 use super::{IfaceBuf, Row};
-use crate::packet::{proto, FlagLetters, IfaceId, Packet};
+use crate::packet::{proto, FlagLetters, Packet};
 use crate::sim::Verdict;
 
 /// The header row of generated scenarios (a subset of [`super::csv::COLUMNS`]).
@@ -589,20 +589,7 @@ fn nth_addr(base: IpAddr, k: u64) -> IpAddr {
 impl Rows<'_> {
     fn packet(&self, src: IpAddr, pr: u8) -> Packet {
         let dst = self.spec.common.dst;
-        Packet {
-            src,
-            dst,
-            proto: pr,
-            sport: 0,
-            dport: 0,
-            flags: 0,
-            icmp_type: 0,
-            icmp_code: 0,
-            icmp_id: 0,
-            iface: IfaceId(0),
-            len: Packet::header_len(src, pr),
-            ttl: 64,
-        }
+        Packet::ip(src, dst, pr, Packet::header_len(src, pr), 64)
     }
 
     fn tcp(&self, src: IpAddr, sport: u16, dport: u16, flags: u8) -> Packet {

@@ -22,7 +22,7 @@ use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, PcapError};
 
 use super::{IfaceBuf, Row, TraceError};
-use crate::packet::{proto, IfaceId, Packet};
+use crate::packet::{proto, Packet};
 
 /// Which capture format the first bytes of a file announce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,20 +323,7 @@ pub fn decode(link: DataLink, data: &[u8]) -> Result<Frame, String> {
         return Ok(Frame::Fragment);
     }
     let pr = payload.ip_number.0;
-    let mut pkt = Packet {
-        src,
-        dst,
-        proto: pr,
-        sport: 0,
-        dport: 0,
-        flags: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        icmp_id: 0,
-        iface: IfaceId(0),
-        len,
-        ttl,
-    };
+    let mut pkt = Packet::ip(src, dst, pr, len, ttl);
     match &sliced.transport {
         Some(TransportSlice::Tcp(t)) => {
             pkt.sport = t.source_port();
