@@ -241,6 +241,7 @@ fn ip_header(b: &[u8]) -> Option<(IpAddr, IpAddr, u8, u8, usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::IfaceId;
 
     fn pkt(src: &str, dst: &str, pr: u8) -> Packet {
         let src: IpAddr = src.parse().unwrap();
