@@ -119,6 +119,11 @@ pub(crate) trait TargetParser {
     fn finish(self: Box<Self>, cx: &mut Cx) -> Result<Target, Diagnostic>;
 }
 
+/// Matches that exist for IPv6 only.
+const V6_ONLY: &[&str] = &["icmp6", "hl", "rt", "frag", "ipv6header", "mh", "hbh", "dst", "srh", "eui64"];
+/// Matches that exist for IPv4 only.
+const V4_ONLY: &[&str] = &["icmp", "ttl"];
+
 /// The parser for `-m NAME`, or `None` when no such extension exists.
 pub(crate) fn match_parser(name: &str, family: Family) -> Option<Box<dyn MatchParser>> {
     if let Some(p) = basic::match_parser(name, family) {
@@ -129,6 +134,15 @@ pub(crate) fn match_parser(name: &str, family: Family) -> Option<Box<dyn MatchPa
     }
     if let Some(p) = ext::match_parser(name, family) {
         return Some(p);
+    }
+    // Extensions that exist for one family only: iptables cannot load them for the other
+    // ("Couldn't load match").
+    let other_family = match family {
+        Family::V4 => V6_ONLY.contains(&name),
+        Family::V6 => V4_ONLY.contains(&name),
+    };
+    if other_family {
+        return None;
     }
     opaque::match_parser(name)
 }
@@ -157,6 +171,40 @@ pub(crate) fn unknown_module(name: &str, span: Span, target: bool) -> Diagnostic
     let mut d = Diagnostic::error("E0109", span, format!("unknown {kind} `{name}`"))
         .label("no iptables extension has this name")
         .note(format!("iptables-restore: Couldn't load {kind} `{name}':No such file or directory"));
+    if !target && (V6_ONLY.contains(&name) || V4_ONLY.contains(&name)) {
+        let (here, there, alt) = if V6_ONLY.contains(&name) {
+            (
+                "IPv4",
+                "ip6tables",
+                if name == "hl" {
+                    "use `-m ttl` instead"
+                } else if name == "icmp6" {
+                    "use `-m icmp` instead"
+                } else {
+                    "drop the match"
+                },
+            )
+        } else {
+            (
+                "IPv6",
+                "iptables",
+                if name == "ttl" {
+                    "use `-m hl` instead"
+                } else if name == "icmp" {
+                    "use `-m icmp6` instead"
+                } else {
+                    "drop the match"
+                },
+            )
+        };
+        return Diagnostic::error("E0109", span, format!("match `{name}` is not available in an {here} ruleset"))
+            .label(format!("an {there} extension"))
+            .note(format!("iptables-restore: Couldn't load match `{name}':No such file or directory"))
+            .help(format!(
+                "{alt}, or move the rule to the {} file",
+                if here == "IPv4" { "ip6tables" } else { "iptables" }
+            ));
+    }
     let names: Vec<String> = known_match_names().iter().map(|s| s.to_string()).collect();
     if let Some(s) = super::lower::suggest(name, &names) {
         d = d.help(format!("did you mean `-m {s}`?"));
