@@ -264,7 +264,13 @@ fn load_file(path: &Path, color: Color) -> anyhow::Result<Option<(SourceFile, cr
         }
     };
     let file = SourceFile::new(path.display().to_string(), text);
-    let parsed = crate::load(file.text());
+    // `rules.v4` / `rules.v6` (the iptables-persistent names) say which tool loads the file.
+    let family = match path.extension().and_then(|e| e.to_str()) {
+        Some("v4") => Some(crate::model::Family::V4),
+        Some("v6") => Some(crate::model::Family::V6),
+        _ => None,
+    };
+    let parsed = crate::load_as(file.text(), family);
     if !parsed.diagnostics.is_empty() {
         let out = diag::render(&parsed.diagnostics, &file, RenderOptions { fancy: fancy(color) }, 50);
         eprint!("{out}");

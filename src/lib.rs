@@ -34,7 +34,12 @@ pub use parse::Parsed;
 /// graph (loops reachable from built-in chains; targets and matches reached from hooks
 /// the kernel refuses them in).
 pub fn load(text: &str) -> Parsed {
-    let mut parsed = parse::parse(text);
+    load_as(text, None)
+}
+
+/// [`load`] with the address family known beforehand (e.g. from a `.v4`/`.v6` file name).
+pub fn load_as(text: &str, family: Option<model::Family>) -> Parsed {
+    let mut parsed = parse::parse_as(text, family);
     let graph = graph::ChainGraph::build(&parsed.ruleset);
     let mut found = graph.loop_errors();
     found.extend(graph.hook_errors());

@@ -115,7 +115,11 @@ fn parse_line(chunk: &str, last: bool) -> Result<Option<Pair<'_, G>>, usize> {
 /// its own by [`parse_line`], so that pest's token queue stays as small as one line instead
 /// of growing with the file (a 1 M-rule file would need gigabytes); plain rule lines and
 /// chain headers take the fast paths [`plain_rule_line`] and [`plain_chain_header`].
-pub(super) fn lower_file(text: &str, diags: &mut Vec<Diagnostic>) -> Result<Ruleset, Untokenizable> {
+pub(super) fn lower_file(
+    text: &str,
+    hint: Option<Family>,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Ruleset, Untokenizable> {
     // The grammar folds a `\r` before the line break into the line's end, so CRLF
     // files are recognised here, once, at the first one.
     if let Some(pos) = text.find("\r\n") {
@@ -127,7 +131,7 @@ pub(super) fn lower_file(text: &str, diags: &mut Vec<Diagnostic>) -> Result<Rule
                 .help("convert the line endings, e.g. `dos2unix FILE` or `sed -i 's/\\r$//' FILE`"),
         );
     }
-    let family = guess_family(text);
+    let family = hint.or_else(|| guess_family(text));
     let mut l = Lowerer { text, diags, tables: Vec::new(), current: None, family };
     let mut line_no = 0u32;
     let mut words = Vec::new();

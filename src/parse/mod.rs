@@ -40,8 +40,14 @@ impl Parsed {
 
 /// Parses and validates an `iptables-save` / `ip6tables-save` file.
 pub fn parse(text: &str) -> Parsed {
+    parse_as(text, None)
+}
+
+/// Parses like [`parse`], with the address family known beforehand (`None`: decided from
+/// the file's addresses and modules).
+pub fn parse_as(text: &str, family: Option<crate::model::Family>) -> Parsed {
     let mut diags = Vec::new();
-    let ruleset = match lower::lower_file(text, &mut diags) {
+    let ruleset = match lower::lower_file(text, family, &mut diags) {
         Ok(ruleset) => ruleset,
         Err(lower::Untokenizable(start)) => {
             // The grammar accepts every line (`bad_line`), so this does not happen; report

@@ -12,7 +12,7 @@ use crate::model::matches::{
 };
 use crate::model::print::save_order;
 use crate::model::targets::RejectWith;
-use crate::model::targets::{Connmark, Flow};
+use crate::model::targets::{Connmark, Flow, NatPorts};
 use crate::model::{Cidr, Hook, IfaceName, Match, Neg, Policy, PortRange, Ruleset, Span, TableName, Target};
 use crate::packet::IfaceId;
 
@@ -149,6 +149,73 @@ pub(crate) enum CTarget {
     Mark { value: u32, mask: u32 },
     Connmark(Connmark),
     Notrack,
+    /// DNAT/SNAT/MASQUERADE/REDIRECT: records the binding, then ACCEPT.
+    Nat(NatTo),
+}
+
+/// Where a NAT target maps the first packet of a connection (the deterministic choice
+/// documented on [`NatTo::pick`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NatTo {
+    /// Source (SNAT, MASQUERADE) or destination (DNAT, REDIRECT).
+    pub src: bool,
+    /// The address: a fixed one (first of the range), the host's own (`Host`), or the
+    /// packet's own (`Keep`).
+    pub addr: NatAddr,
+    /// Ports: `None` keeps the port.
+    pub ports: Option<NatPorts>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NatAddr {
+    Keep,
+    Fixed(IpAddr),
+    /// REDIRECT (incoming interface's address) and MASQUERADE (outgoing interface's):
+    /// the first `--host` address of the packet's family; the packet's own address when
+    /// there is none.
+    Host,
+    /// REDIRECT of a locally generated packet: 127.0.0.1 / ::1.
+    Loopback,
+}
+
+impl NatTo {
+    /// The (address, port) the packet's `addr`/`port` (its source or destination, as
+    /// `src` says) is mapped to. Deterministic, where the kernel may pick otherwise
+    /// (`nf_nat_l4proto_unique_tuple`): the first address of a range; the original port
+    /// without `--to-ports`/`:PORTS` (the kernel changes it only on a clash with another
+    /// connection's tuple, which is not modelled); with a port range, its first port, or
+    /// with `/BASE` (shifted map) `lo + (port - base) % size`.
+    pub fn pick(&self, addr: IpAddr, port: u16, hosts: &[IpAddr], output: bool) -> (IpAddr, u16) {
+        let a = match self.addr {
+            NatAddr::Keep => addr,
+            NatAddr::Fixed(a) => a,
+            NatAddr::Host if output && !self.src => {
+                if addr.is_ipv4() {
+                    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                } else {
+                    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+                }
+            }
+            NatAddr::Host => hosts.iter().copied().find(|h| h.is_ipv4() == addr.is_ipv4()).unwrap_or(addr),
+            NatAddr::Loopback => {
+                if addr.is_ipv4() {
+                    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                } else {
+                    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+                }
+            }
+        };
+        let p = match self.ports {
+            None => port,
+            Some(NatPorts { range, base: Some(b) }) => {
+                let size = (range.hi as u32 - range.lo as u32) + 1;
+                let off = port.wrapping_sub(b) as u32 % size;
+                (range.lo as u32 + off) as u16
+            }
+            Some(NatPorts { range, base: None }) => range.lo,
+        };
+        (a, p)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -292,6 +359,32 @@ pub fn compile(rs: &Ruleset, cfg: &SimConfig, ifaces: &Ifaces) -> Result<Program
                         Target::Mark(m) => CTarget::Mark { value: m.value, mask: m.mask },
                         Target::Connmark(c) => CTarget::Connmark(*c),
                         Target::Notrack => CTarget::Notrack,
+                        Target::Dnat(d) if !d.random => CTarget::Nat(NatTo {
+                            src: false,
+                            addr: d.to.addrs.map_or(NatAddr::Keep, |(lo, _)| NatAddr::Fixed(lo)),
+                            ports: d.to.ports,
+                        }),
+                        Target::Snat(d) if !d.random && !d.random_fully => CTarget::Nat(NatTo {
+                            src: true,
+                            addr: d.to.addrs.map_or(NatAddr::Keep, |(lo, _)| NatAddr::Fixed(lo)),
+                            ports: d.to.ports,
+                        }),
+                        Target::Masquerade(m) if !m.random && !m.random_fully => {
+                            CTarget::Nat(NatTo { src: true, addr: NatAddr::Host, ports: m.ports })
+                        }
+                        Target::Redirect(m) if !m.random => {
+                            CTarget::Nat(NatTo { src: false, addr: NatAddr::Host, ports: m.ports })
+                        }
+                        Target::Dnat(_) | Target::Snat(_) | Target::Masquerade(_) | Target::Redirect(_) => {
+                            errs.push(Unsupported {
+                                span: r.span,
+                                what: format!(
+                                    "target {} --random (the kernel's random choice cannot be reproduced)",
+                                    ti.t.name()
+                                ),
+                            });
+                            CTarget::Continue
+                        }
                         Target::Ct(ct) if ct.notrack => CTarget::Notrack,
                         Target::Ct(ct)
                             if ct.helper.is_none() && ct.timeout.is_none() && ct.zone == Default::default() =>

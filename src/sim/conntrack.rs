@@ -191,6 +191,50 @@ pub struct Conn {
     last: (usize, usize),
     /// Entered in the table (confirmed and not killed since).
     in_table: bool,
+    /// Source NAT binding of the original direction: the address and port (ICMP: the
+    /// port is ignored) the original source is rewritten to (SNAT, MASQUERADE).
+    pub nat_src: Option<(IpAddr, u16)>,
+    /// Destination NAT binding of the original direction (DNAT, REDIRECT).
+    pub nat_dst: Option<(IpAddr, u16)>,
+}
+
+impl Conn {
+    /// The original tuple after NAT: what the reply tuple is the inverse of.
+    pub fn translated(&self) -> Key {
+        let mut k = self.orig;
+        let ports = matches!(k.proto, proto::TCP | proto::UDP);
+        if let Some((a, p)) = self.nat_src {
+            k.src = a;
+            if ports {
+                k.a = p;
+            }
+        }
+        if let Some((a, p)) = self.nat_dst {
+            k.dst = a;
+            if ports {
+                k.b = p;
+            }
+        }
+        k
+    }
+
+    /// The reply-direction key (the inverse of the translated original tuple).
+    pub fn reply(&self) -> Key {
+        Conntrack::reply_of(&self.translated())
+    }
+
+    /// `--ctstate SNAT`/`DNAT` bits: set when the binding changes the tuple.
+    pub fn nat_bits(&self) -> u8 {
+        let t = self.translated();
+        let mut b = 0;
+        if t.src != self.orig.src || t.a != self.orig.a {
+            b |= ctstate::SNAT;
+        }
+        if t.dst != self.orig.dst || t.b != self.orig.b {
+            b |= ctstate::DNAT;
+        }
+        b
+    }
 }
 
 /// The connection a packet belongs to while it traverses the hooks.
@@ -362,7 +406,7 @@ impl Conntrack {
         let c = &mut self.conns[id as usize];
         debug_assert!(c.in_table, "connection {id} killed twice");
         c.in_table = false;
-        let (o, r) = (c.orig, Self::reply_key(&c.orig));
+        let (o, r) = (c.orig, c.reply());
         self.map.remove(&o);
         self.map.remove(&r);
         self.free.push(id);
@@ -411,6 +455,8 @@ impl Conntrack {
             fin_seen: [false; 2],
             last: (0, tcp_index(p.flags)),
             in_table: false,
+            nat_src: None,
+            nat_dst: None,
         };
         let timeout = match p.proto {
             proto::TCP => {
@@ -521,7 +567,7 @@ impl Conntrack {
         }
         let Some(mut c) = self.pending.take() else { return r };
         c.in_table = true;
-        let (o, rk) = (c.orig, Self::reply_key(&c.orig));
+        let (o, rk) = (c.orig, c.reply());
         let id = match self.free.pop() {
             Some(id) => {
                 self.conns[id as usize] = c;
@@ -553,6 +599,74 @@ impl Conntrack {
     /// `icmp_error` looks up for an ICMP error quoting `p`).
     pub fn tracks(&self, p: &Packet, now: Jiffies) -> bool {
         self.map.get(&Self::key(p)).is_some_and(|&(id, _)| self.conns[id as usize].expires >= now)
+    }
+
+    /// Records a NAT binding on the pending connection (the nat table runs only for the
+    /// first packet of a connection): `src` for SNAT/MASQUERADE, else DNAT/REDIRECT.
+    /// A second binding of the same kind (another nat hook of the same manip type) is
+    /// ignored, as `nf_nat_setup_info` does once the manip is initialised.
+    pub fn set_nat(&mut self, r: CtRef, src: bool, to: (IpAddr, u16)) {
+        if r != CtRef::Pending {
+            return;
+        }
+        if let Some(c) = self.pending.as_mut() {
+            let slot = if src { &mut c.nat_src } else { &mut c.nat_dst };
+            if slot.is_none() {
+                *slot = Some(to);
+            }
+        }
+    }
+
+    /// `nf_nat_packet`: applies the packet's connection's NAT binding at a hook of the
+    /// given manip type (`src_manip`: POSTROUTING and INPUT; else PREROUTING and OUTPUT).
+    /// Original direction: the binding of that type; reply direction: the inverse of the
+    /// other type's binding (a reply to a DNAT'd packet gets its source changed back).
+    pub fn translate(&self, r: CtRef, p: &mut Packet, src_manip: bool) {
+        let c = match r {
+            CtRef::Existing(id, _) => &self.conns[id as usize],
+            CtRef::Pending => match self.pending.as_ref() {
+                Some(c) => c,
+                None => return,
+            },
+            _ => return,
+        };
+        let reply = matches!(r, CtRef::Existing(_, true));
+        let ports = matches!(p.proto, proto::TCP | proto::UDP);
+        let o = &c.orig;
+        match (reply, src_manip) {
+            (false, true) => {
+                if let Some((a, port)) = c.nat_src {
+                    p.src = a;
+                    if ports {
+                        p.sport = port;
+                    }
+                }
+            }
+            (false, false) => {
+                if let Some((a, port)) = c.nat_dst {
+                    p.dst = a;
+                    if ports {
+                        p.dport = port;
+                    }
+                }
+            }
+            (true, true) => {
+                if c.nat_dst.is_some() {
+                    p.src = o.dst;
+                    if ports {
+                        p.sport = o.b;
+                    }
+                }
+            }
+            (true, false) => {
+                if c.nat_src.is_some() {
+                    p.dst = o.src;
+                    if ports {
+                        p.dport = o.a;
+                    }
+                }
+            }
+        }
     }
 
     /// Drops the pending connection (its packet was dropped).
