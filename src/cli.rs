@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod gen;
 mod input;
 mod kernel;
+mod prove;
 mod query;
 
 use crate::diag::{self, RenderOptions, SourceFile};
@@ -211,6 +212,8 @@ pub enum Command {
     Gen(gen::GenArgs),
     /// List the packet classes that get a verdict; unreachable and shadowed rules
     Query(query::QueryArgs),
+    /// Prove or refute a property over every attacker trace up to K packets
+    Prove(prove::ProveArgs),
     /// Print shell completions
     #[command(after_help = "Example:\n  fwverify completions bash > /etc/bash_completion.d/fwverify")]
     Completions {
@@ -401,6 +404,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff { .. } => not_yet("diff", 4),
         Command::Plot { .. } => not_yet("plot", 3),
         Command::Gen(args) => gen::run(args, &mut stdout),
+        Command::Prove(args) => {
+            let Some((_, parsed)) = load_file(&args.rules, color)? else { return Ok(exit::INVALID) };
+            prove::run(&args, &parsed, color, &mut stdout)
+        }
         Command::Query(args) => {
             let Some((file, parsed)) = load_file(&args.rules, color)? else { return Ok(exit::INVALID) };
             query::run(&args, &file, &parsed, &mut stdout)

@@ -241,6 +241,12 @@ const SUITE: &[(&str, &str, &[&str])] = &[
     ("output-drop.v4", "output-drop.csv", &["--listen", "tcp:22"]),
     // Forwarding: the TTL that FORWARD, -m ttl and --rttl see; TTL 1.
     ("forward-ttl.v4", "forward-ttl.csv", &["--forward", "--host", "192.0.2.1", "--listen", "tcp:22"]),
+    // NAT: REDIRECT to a local port (the reply leaves as the original port); DNAT to a
+    // port range and SNAT in nat INPUT; DNAT to a forwarded server and MASQUERADE, with
+    // the replies translated by the connection's binding.
+    ("redirect.v4", "redirect.csv", &["--host", "192.0.2.1", "--listen", "tcp:22,tcp:8080"]),
+    ("nat-input.v4", "nat-input.csv", &["--host", "192.0.2.1", "--listen", "tcp:2100,tcp:2150"]),
+    ("nat-forward.v4", "nat-forward.csv", &["--forward", "--host", "192.0.2.1"]),
 ];
 
 fn suite_path(file: &str) -> PathBuf {

@@ -10,6 +10,7 @@
 //! - `conform`: the simulator against the kernel for every shipped scenario and the
 //!   conformance suite (`data/conform/`: one small ruleset per feature, with expectations).
 //! - `conform_random`: the same for seeded random rulesets and traces (proptest).
+//! - `prove`: `fwverify prove` witnesses, replayed with `check --scenario`.
 //! - `verify`: `fwverify query` (packet classes, unreachable and shadowed rules).
 //! - `traces`: `fwverify gen` output and pcap/pcapng captures replayed by `check --scenario`.
 
@@ -22,6 +23,7 @@ mod conform;
 mod conform_random;
 mod corpus;
 mod kernel;
+mod prove;
 mod roundtrip;
 mod traces;
 mod verify;

@@ -668,11 +668,11 @@ pub fn replay(
                 flows.reply(&p);
             }
             if !answers(&pkt, &p) {
-                // The forwarded packet itself is not a reply, nor a stray.
-                let forwarded = p.pkt.src == pkt.src
-                    && p.pkt.dst == pkt.dst
-                    && p.pkt.proto == pkt.proto
-                    && (p.pkt.sport, p.pkt.dport) == (pkt.sport, pkt.dport);
+                // The forwarded packet itself is not a reply, nor a stray; NAT may have
+                // rewritten one of its ends (DNAT the destination, SNAT the source).
+                let forwarded = p.pkt.proto == pkt.proto
+                    && ((p.pkt.src == pkt.src && p.pkt.sport == pkt.sport)
+                        || (p.pkt.dst == pkt.dst && p.pkt.dport == pkt.dport));
                 strays += usize::from(!forwarded);
                 continue;
             }

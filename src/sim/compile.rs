@@ -146,7 +146,10 @@ pub(crate) enum CTarget {
     Jump(u32),
     Goto(u32),
     Reject(RejectWith),
-    Mark { value: u32, mask: u32 },
+    Mark {
+        value: u32,
+        mask: u32,
+    },
     Connmark(Connmark),
     Notrack,
     /// DNAT/SNAT/MASQUERADE/REDIRECT: records the binding, then ACCEPT.
@@ -173,18 +176,20 @@ pub(crate) enum NatAddr {
     /// REDIRECT (incoming interface's address) and MASQUERADE (outgoing interface's):
     /// the first `--host` address of the packet's family; the packet's own address when
     /// there is none.
+    /// REDIRECT of a locally generated packet (nat OUTPUT) uses 127.0.0.1 / ::1.
     Host,
-    /// REDIRECT of a locally generated packet: 127.0.0.1 / ::1.
-    Loopback,
 }
 
 impl NatTo {
     /// The (address, port) the packet's `addr`/`port` (its source or destination, as
     /// `src` says) is mapped to. Deterministic, where the kernel may pick otherwise
-    /// (`nf_nat_l4proto_unique_tuple`): the first address of a range; the original port
-    /// without `--to-ports`/`:PORTS` (the kernel changes it only on a clash with another
-    /// connection's tuple, which is not modelled); with a port range, its first port, or
-    /// with `/BASE` (shifted map) `lo + (port - base) % size`.
+    /// (`get_unique_tuple`, `nf_nat_l4proto_unique_tuple`): the first address of an
+    /// address range (the kernel hashes the tuple into the range); the original port
+    /// without `--to-ports`/`:PORTS`, or when it lies inside the port range (the kernel
+    /// changes it only on a clash with another connection's tuple, which is not
+    /// modelled); otherwise the range's first port (the kernel's choice for DNAT and
+    /// REDIRECT; for SNAT/MASQUERADE it starts at a random offset); with `/BASE`
+    /// (shifted map) `lo + (port - base) % size`.
     pub fn pick(&self, addr: IpAddr, port: u16, hosts: &[IpAddr], output: bool) -> (IpAddr, u16) {
         let a = match self.addr {
             NatAddr::Keep => addr,
@@ -197,13 +202,6 @@ impl NatTo {
                 }
             }
             NatAddr::Host => hosts.iter().copied().find(|h| h.is_ipv4() == addr.is_ipv4()).unwrap_or(addr),
-            NatAddr::Loopback => {
-                if addr.is_ipv4() {
-                    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-                } else {
-                    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-                }
-            }
         };
         let p = match self.ports {
             None => port,
@@ -212,6 +210,7 @@ impl NatTo {
                 let off = port.wrapping_sub(b) as u32 % size;
                 (range.lo as u32 + off) as u16
             }
+            Some(NatPorts { range, base: None }) if range.contains(port) => port,
             Some(NatPorts { range, base: None }) => range.lo,
         };
         (a, p)

@@ -280,6 +280,9 @@ pub struct Conntrack {
     conns: Vec<Conn>,
     free: Vec<u32>,
     pending: Option<Conn>,
+    /// The last pending connection dropped by [`Conntrack::abort`] (until the next
+    /// packet): REJECT's and ICMP errors' replies are translated by its NAT binding.
+    aborted: Option<Conn>,
     /// Next slot of `conns` the garbage collector looks at.
     gc_next: usize,
 }
@@ -312,6 +315,7 @@ impl Conntrack {
             conns: Vec::with_capacity(2048),
             free: Vec::with_capacity(2048),
             pending: None,
+            aborted: None,
             gc_next: 0,
         }
     }
@@ -416,6 +420,7 @@ impl Conntrack {
     /// state machine. A new connection stays pending until [`Conntrack::confirm`].
     pub fn packet_in(&mut self, p: &Packet, now: Jiffies) -> CtRef {
         self.pending = None;
+        self.aborted = None;
         if p.proto == proto::TCP && !tcp_flags_valid(p.flags) {
             return CtRef::Invalid;
         }
@@ -630,7 +635,14 @@ impl Conntrack {
             },
             _ => return,
         };
-        let reply = matches!(r, CtRef::Existing(_, true));
+        c.translate(p, matches!(r, CtRef::Existing(_, true)), src_manip);
+    }
+}
+
+impl Conn {
+    /// [`Conntrack::translate`] for a packet of this connection in direction `reply`.
+    pub fn translate(&self, p: &mut Packet, reply: bool, src_manip: bool) {
+        let c = self;
         let ports = matches!(p.proto, proto::TCP | proto::UDP);
         let o = &c.orig;
         match (reply, src_manip) {
@@ -668,10 +680,24 @@ impl Conntrack {
             }
         }
     }
+}
 
+impl Conntrack {
     /// Drops the pending connection (its packet was dropped).
     pub fn abort(&mut self) {
-        self.pending = None;
+        if let Some(c) = self.pending.take() {
+            self.aborted = Some(c);
+        }
+    }
+
+    /// The connection of a packet that has gone through the hooks (`Pending` after it
+    /// was dropped: the aborted connection), for the replies attached to it.
+    pub fn conn_of(&self, r: CtRef) -> Option<&Conn> {
+        match r {
+            CtRef::Existing(id, _) => Some(&self.conns[id as usize]),
+            CtRef::Pending => self.pending.as_ref().or(self.aborted.as_ref()),
+            _ => None,
+        }
     }
 
     /// Live connections (not expired at `now`), for reports.

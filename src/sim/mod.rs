@@ -12,6 +12,9 @@ pub mod host;
 pub mod limit;
 pub mod recent;
 
+#[cfg(test)]
+mod nat_tests;
+
 use std::net::IpAddr;
 
 use crate::model::matches::{ctstate, PortSide, RecentSide};
@@ -323,7 +326,10 @@ impl Engine {
         out.path.clear();
         out.replies.clear();
         self.conntrack.gc(now);
-        let (verdict, decided, ct) = self.receive(now, pkt, &mut out.path);
+        // `pkt` as the host and the routing decision see it, after destination NAT.
+        let mut natted = *pkt;
+        let (verdict, decided, ct) = self.receive(now, &mut natted, &mut out.path);
+        let pkt = &natted;
         out.verdict = verdict;
         out.decided = decided;
         out.ctstate = ct;
@@ -367,13 +373,16 @@ impl Engine {
             } else {
                 None
             };
-            let v = self.send(now, rp, attached, &mut out.path);
-            out.replies.push(Reply { pkt: *rp, verdict: v, why: *kind });
+            let mut sent = *rp;
+            let v = self.send(now, &mut sent, attached, &mut out.path);
+            out.replies.push(Reply { pkt: sent, verdict: v, why: *kind });
         }
     }
 
     /// Incoming path: PREROUTING, routing, INPUT or FORWARD, confirm.
-    fn receive(&mut self, now: Jiffies, pkt: &Packet, path: &mut Vec<RuleId>) -> (Verdict, Decided, u8) {
+    /// `pkt` is rewritten by the NAT binding of its connection as it goes (destination
+    /// NAT in PREROUTING, source NAT in INPUT/POSTROUTING).
+    fn receive(&mut self, now: Jiffies, pkt: &mut Packet, path: &mut Vec<RuleId>) -> (Verdict, Decided, u8) {
         let mut ct = CtRef::Invalid;
         let mut tracked = false;
         let mut mark = 0u32;
@@ -409,6 +418,9 @@ impl Engine {
         if !tracked {
             ct = if self.notrack { CtRef::Untracked } else { self.conntrack.packet_in(pkt, now) };
         }
+        // nat PREROUTING (−100): destination manip, before the routing decision.
+        self.conntrack.translate(ct, pkt, false);
+        let dst_local = self.host.is_local(pkt.dst);
         let ctbits = state_bits(ct, &self.conntrack);
         if let Some(why) = self.host.martian(pkt, &self.ifaces) {
             self.conntrack.abort();
@@ -435,9 +447,13 @@ impl Engine {
             self.conntrack.abort();
             return (Verdict::Drop, Decided::Stage(TTL_EXCEEDED), ctbits);
         }
-        let forwarded = Packet { ttl: pkt.ttl.wrapping_sub(1), ..*pkt };
-        let pkt = if hook == Hook::Forward { &forwarded } else { pkt };
-        for slot in 0..5 {
+        if hook == Hook::Forward {
+            pkt.ttl = pkt.ttl.wrapping_sub(1);
+        }
+        // INPUT: mangle −150, filter 0, security 50, nat (source manip) 100.
+        const INPUT_ORDER: [usize; 5] = [0, 1, 3, 4, 2];
+        const FORWARD_ORDER: [usize; 5] = [0, 1, 2, 3, 4];
+        for slot in if local { INPUT_ORDER } else { FORWARD_ORDER } {
             let Some(ti) = self.by_hook[h][slot] else { continue };
             if slot == 2 && !matches!(ct, CtRef::Pending) {
                 continue;
@@ -452,10 +468,19 @@ impl Engine {
                 dst_local,
                 src_local: self.host.is_own(pkt.src),
             };
+            let before = last;
             match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
+                TVerdict::Accept if slot == 2 && local => {
+                    // nat INPUT runs after filter but only binds: what decided the
+                    // packet's fate is still filter's (or security's) verdict.
+                    last = before;
+                }
                 TVerdict::Accept => {}
                 v => return self.dropped(v, last, ct),
             }
+        }
+        if hook == Hook::Input {
+            self.conntrack.translate(ct, pkt, true);
         }
         if hook == Hook::Forward {
             // Forwarded packets leave through POSTROUTING (no input device there).
@@ -479,6 +504,7 @@ impl Engine {
                     v => return self.dropped(v, last, ct),
                 }
             }
+            self.conntrack.translate(ct, pkt, true);
         }
         self.pkt_ct = self.conntrack.confirm(ct);
         (Verdict::Accept, last, ctbits)
@@ -497,7 +523,9 @@ impl Engine {
     /// Outgoing path of a host-generated packet: OUTPUT then POSTROUTING, then confirm.
     /// `attached`: the connection the packet carries from its making (`nf_ct_attach`),
     /// which conntrack keeps (and NOTRACK cannot replace).
-    fn send(&mut self, now: Jiffies, pkt: &Packet, attached: Option<CtRef>, path: &mut Vec<RuleId>) -> Verdict {
+    /// `pkt` is rewritten by its connection's NAT binding (destination after nat OUTPUT,
+    /// source after nat POSTROUTING): on return it is what leaves the host.
+    fn send(&mut self, now: Jiffies, pkt: &mut Packet, attached: Option<CtRef>, path: &mut Vec<RuleId>) -> Verdict {
         let mut mark = 0u32;
         let mut last = Decided::Default;
         let mut ct = CtRef::Invalid;
@@ -512,6 +540,22 @@ impl Engine {
                         None => self.conntrack.packet_in(pkt, now),
                     };
                     tracked = true;
+                }
+                if slot == 3 {
+                    // Right after nat (OUTPUT −100: destination manip; POSTROUTING 100:
+                    // source manip), whether or not the nat table ran.
+                    let src_manip = hook == Hook::Postrouting;
+                    if ct == CtRef::Related {
+                        // REJECT's and ICMP errors' replies go back through the offending
+                        // packet's binding (`nf_nat_icmp_reply_translation` for the
+                        // outer header; a RST is a RELATED packet of the connection).
+                        if let Some(c) = self.conntrack.conn_of(self.pkt_ct) {
+                            let reply = !matches!(self.pkt_ct, CtRef::Existing(_, true));
+                            c.translate(pkt, reply, src_manip);
+                        }
+                    } else {
+                        self.conntrack.translate(ct, pkt, src_manip);
+                    }
                 }
                 let Some(ti) = self.by_hook[h][slot] else { continue };
                 if slot == 2 && !matches!(ct, CtRef::Pending) {
@@ -619,6 +663,13 @@ impl Engine {
                 CTarget::Notrack => {
                     self.notrack = true;
                     i += 1;
+                }
+                CTarget::Nat(n) => {
+                    let (a, p) = if n.src { (pkt.src, pkt.sport) } else { (pkt.dst, pkt.dport) };
+                    let to = n.pick(a, p, &self.cfg.hosts, hook == Hook::Output);
+                    self.conntrack.set_nat(cx.ctref, n.src, to);
+                    *last = Decided::Rule(i);
+                    return TVerdict::Accept;
                 }
                 CTarget::Return => match self.stack.pop() {
                     Some((ret_chain, ret_i)) => {
@@ -762,16 +813,18 @@ fn eval_matches(
 
 fn ct_match(m: &crate::model::matches::Conntrack, ct: &Conntrack, cx: &Cx, _pkt: &Packet) -> bool {
     use crate::model::matches::{ctstatus, CtDir};
-    if let Some(s) = m.state {
-        if (cx.ct & s.val != 0) == s.inv {
-            return false;
-        }
-    }
     let conn = match cx.ctref {
         CtRef::Existing(id, _) => Some(ct.conn(id).clone()),
         CtRef::Pending => ct.pending_conn().cloned(),
         _ => None,
     };
+    if let Some(s) = m.state {
+        // SNAT/DNAT: the connection's binding changes the tuple (as bound so far).
+        let bits = cx.ct | conn.as_ref().map_or(0, |c| c.nat_bits());
+        if (bits & s.val != 0) == s.inv {
+            return false;
+        }
+    }
     let tests_beyond_state = m.proto.is_some()
         || m.orig_src.is_some()
         || m.orig_dst.is_some()
@@ -791,7 +844,7 @@ fn ct_match(m: &crate::model::matches::Conntrack, ct: &Conntrack, cx: &Cx, _pkt:
         return m.state.is_some();
     };
     let o = c.orig;
-    let r = conntrack::Conntrack::reply_of(&o);
+    let r = c.reply();
     let addr_ok = |t: &Option<crate::model::Neg<crate::model::matches::AddrMask>>, a: std::net::IpAddr| {
         t.as_ref().is_none_or(|t| t.val.contains(a) != t.inv)
     };

@@ -19,6 +19,7 @@
 
 pub mod encode;
 pub mod property;
+pub mod prove;
 pub mod query;
 pub mod stateless;
 pub mod traverse;

@@ -143,6 +143,26 @@ pub struct Traversal {
     /// Constraints on the packet entering the table (conntrack state the table can
     /// see, entry mark under [`StateModel::Empty`]); assert them with the definitions.
     pub entry: Bool,
+    /// Every evaluation of a `-m recent` or `-m limit` match, in traversal order (what a
+    /// bounded model checker threads kernel state through).
+    pub stateful: Vec<StatefulUse>,
+}
+
+/// One evaluation of a stateful match (`-m recent`, `-m limit`) at one occurrence.
+#[derive(Clone, Debug)]
+pub struct StatefulUse {
+    /// The rule.
+    pub rule: RuleRef,
+    /// Index of the match in the rule.
+    pub index: usize,
+    /// Index into [`Traversal::occurrences`] of the occurrence evaluating it.
+    pub occ: usize,
+    /// The IP part and the earlier matches of the rule hold: with the occurrence's
+    /// `reach`, the match is evaluated (and its side effect happens).
+    pub before: Bool,
+    /// The fresh Boolean standing for the match's unknown part (`None` when the match's
+    /// value needs no state, as `--set`).
+    pub var: Option<Bool>,
 }
 
 impl Traversal {
@@ -203,6 +223,7 @@ impl Traversal {
             defs: Vec::new(),
             occs: Vec::new(),
             assumed: Vec::new(),
+            stateful: Vec::new(),
             lists: Default::default(),
             frames: 0,
             recent_written: HashMap::new(),
@@ -261,6 +282,7 @@ impl Traversal {
             occurrences: e.occs,
             assumed: e.assumed,
             entry: Bool::and(&entry),
+            stateful: e.stateful,
         })
     }
 }
@@ -283,6 +305,7 @@ struct Enc<'a> {
     defs: Vec<Bool>,
     occs: Vec<Occurrence>,
     assumed: Vec<Assumed>,
+    stateful: Vec<StatefulUse>,
     /// Conditions of ACCEPT, DROP, REJECT, QUEUE.
     lists: [Vec<Bool>; 4],
     frames: u32,
@@ -464,12 +487,19 @@ impl<'a> Enc<'a> {
                     *k = k.saturating_add(1);
                 }
             }
+            let before = if matches!(m.m, Match::Recent(_) | Match::Limit(_)) { Some(Bool::and(&c)) } else { None };
+            let mut var = None;
             match &enc {
                 MatchEnc::Exact(b) => c.push(b.clone()),
                 MatchEnc::Unknown { why, .. } => {
                     let x = self.unknown_part(rr, i, &m.m, why.clone());
                     c.push(enc.with(&x));
+                    var = Some(x);
                 }
+            }
+            if let Some(before) = before {
+                let occ = self.occs.len();
+                self.stateful.push(StatefulUse { rule: rr.clone(), index: i, occ, before, var });
             }
         }
         Bool::and(&c)

@@ -1,0 +1,670 @@
+//! `fwverify prove`: bounded model checking of a property over every trace of at most K
+//! packets from one attacker source (the `any` attacker).
+//!
+//! ## The encoding
+//!
+//! Step `i` is one symbolic packet ([`SymPacket`]) at an integer tick `t_i` (HZ 250,
+//! `0 ≤ t_0 ≤ t_1 ≤ …`), through the filter table at INPUT ([`Traversal`] under
+//! [`StateModel::Any`]). All packets share one source address. Kernel state is threaded
+//! through the steps and, within a step, through the rules in traversal order: the
+//! traversal lists every `-m recent`/`-m limit` evaluation ([`Traversal::stateful`]) with
+//! the condition of the rule being reached and of the rule's earlier matches holding;
+//! the match's value is defined from the state before it, and its side effect happens
+//! exactly under that condition (short-circuit evaluation).
+//!
+//! Per recent table (for the attacker's address; one source, so `--mask` does not
+//! matter): `present`, the newest `H` stamps newest first, and their count capped at `H`
+//! (`H` = the largest `--hitcount` of the table's rules, at least 1). Times never
+//! decrease, so the stamps within a `--seconds` window are a prefix of that list, and
+//! `--hitcount h` holds exactly when at least `h` stamps are kept and the `h`-th newest is
+//! within the window (inclusive, SEMANTICS.md §3). `--set`, `--rcheck`, `--update`,
+//! `--remove` and `!` follow `sim::recent::RecentTable::eval`.
+//!
+//! ## Abstractions (stated in every answer)
+//!
+//! - Conntrack: witnesses are searched among traces whose every packet is the first of
+//!   its connection ([`SymPacket::first_packet_ct`]; distinct source ports and ICMP ids
+//!   in the witness). A bounded "no trace" answer is only given after a second,
+//!   over-approximating search in which a packet may have any conntrack state once an
+//!   earlier packet of the attacker with the same protocol, ports and destination was
+//!   accepted (an ICMP packet: any earlier packet), since only then can a connection
+//!   hold it (assumption: the host opens no connections to the attacker itself).
+//! - `-m limit`, and matches the encoding cannot represent (hashlimit, connlimit, …,
+//!   unknown targets), are free Booleans at every evaluation: an over-approximation,
+//!   sound for "no trace" answers; a witness that relied on them must survive the replay.
+//! - No fragments (conntrack defragments before the filter table), no NAT: rulesets with
+//!   rules in tables other than filter, recent `--rdest`, `--rttl` or `--reap` are
+//!   UNKNOWN.
+//! - Time: ticks are unbounded integers (no jiffies wraparound; the simulator's 64-bit
+//!   jiffies do not wrap either).
+//!
+//! Every witness is replayed through [`crate::sim::Engine`]; when the replay disagrees
+//! the answer is UNKNOWN.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use z3::ast::{Bool, Int, BV};
+use z3::{Model, Solver};
+
+use super::encode::{bv, SymPacket, Unencodable, Universe, PKT_TYPES};
+use super::property::{Attacker, Property, Quant};
+use super::query::goal_condition;
+use super::traverse::{Final, StateModel, Traversal};
+use super::{check, RuleRef, VerifyError};
+use crate::model::matches::{RecentMode, RecentSide};
+use crate::model::{Family, Hook, Match, Ruleset, TableName};
+use crate::packet::FlagLetters;
+use crate::sim::Verdict;
+
+/// Timer frequency of the encoding and of the replay.
+pub const HZ: u32 = 250;
+
+/// Default bound.
+pub const DEFAULT_K: usize = 6;
+
+/// Options of [`prove`].
+#[derive(Clone, Debug)]
+pub struct ProveOptions {
+    /// Largest number of packets (goal packet included).
+    pub k: usize,
+    /// The host's addresses (empty: every destination is the host's).
+    pub hosts: Vec<IpAddr>,
+    /// Open sockets for the replay.
+    pub listen: Vec<(u8, u16)>,
+}
+
+impl Default for ProveOptions {
+    fn default() -> Self {
+        ProveOptions { k: DEFAULT_K, hosts: Vec::new(), listen: Vec::new() }
+    }
+}
+
+/// A replayed witness.
+#[derive(Clone, Debug)]
+pub struct Witness {
+    /// Scenario CSV (goal packet last, every row with `expect`).
+    pub csv: String,
+    /// Number of packets.
+    pub packets: usize,
+}
+
+/// The answer to one property.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// A trace ending with the goal packet getting the verdict, replayed in the simulator.
+    Witness(Witness),
+    /// No trace of at most this many packets does it.
+    NoneUpTo(usize),
+    /// Not decided, and why.
+    Unknown(String),
+}
+
+/// The answer with the abstractions it rests on.
+#[derive(Clone, Debug)]
+pub struct Proved {
+    /// The answer.
+    pub answer: Answer,
+    /// Over-approximations used (rules whose matches were left free).
+    pub notes: Vec<String>,
+}
+
+impl Proved {
+    /// Exit status: 0 the property holds, 1 it does not, 3 unknown.
+    pub fn exit_code(&self, q: Quant) -> u8 {
+        match (&self.answer, q) {
+            (Answer::Unknown(_), _) => 3,
+            (Answer::Witness(_), Quant::Possible) | (Answer::NoneUpTo(_), Quant::Never) => 0,
+            _ => 1,
+        }
+    }
+
+    /// The one-line verdict: `PROVED up to 6 packets`, `FALSIFIED (…)`, ….
+    pub fn headline(&self, q: Quant) -> String {
+        match (&self.answer, q) {
+            (Answer::Unknown(why), _) => format!("UNKNOWN: {why}"),
+            (Answer::Witness(w), Quant::Never) => format!("FALSIFIED: counterexample of {} packets", w.packets),
+            (Answer::Witness(w), _) => format!("POSSIBLE: witness of {} packets", w.packets),
+            (Answer::NoneUpTo(k), Quant::Never) => format!("PROVED up to {k} packets (bounded)"),
+            (Answer::NoneUpTo(k), _) => format!("IMPOSSIBLE up to {k} packets (bounded)"),
+        }
+    }
+}
+
+fn unknown(why: impl Into<String>) -> Proved {
+    Proved { answer: Answer::Unknown(why.into()), notes: Vec::new() }
+}
+
+/// State of one recent table for the attacker's address.
+#[derive(Clone)]
+struct RState {
+    present: Bool,
+    /// Stamps kept, 0 ..= H.
+    n: Int,
+    /// Newest first; only the first `n` mean anything.
+    stamps: Vec<Int>,
+}
+
+impl RState {
+    fn ite(c: &Bool, a: &RState, b: &RState) -> RState {
+        RState {
+            present: c.ite(&a.present, &b.present),
+            n: c.ite(&a.n, &b.n),
+            stamps: a.stamps.iter().zip(&b.stamps).map(|(x, y)| c.ite(x, y)).collect(),
+        }
+    }
+
+    /// A stamp at `now` recorded (the entry created if absent).
+    fn stamped(&self, now: &Int, h: usize) -> RState {
+        let mut stamps = vec![now.clone()];
+        stamps.extend(self.stamps.iter().take(h - 1).cloned());
+        let n1 = Int::add(&[&self.n, &Int::from_u64(1)]);
+        let cap = Int::from_u64(h as u64);
+        RState { present: Bool::from_bool(true), n: n1.le(&cap).ite(&n1, &cap), stamps }
+    }
+}
+
+/// One symbolic trace of `n` packets.
+struct Trace {
+    pkts: Vec<SymPacket>,
+    times: Vec<Int>,
+    travs: Vec<Traversal>,
+}
+
+struct Setup<'a> {
+    rs: &'a Ruleset,
+    u: Universe,
+    table: usize,
+    /// Stamps kept per recent table.
+    depth: BTreeMap<String, usize>,
+    prop: &'a Property,
+    opts: &'a ProveOptions,
+}
+
+/// Which search: exact first-packet conntrack states (witnesses) or the
+/// over-approximation (bounded "no trace" answers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Witness,
+    Over,
+}
+
+/// Decides `prop` on `rs`.
+pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Proved, VerifyError> {
+    match prop.quant {
+        Quant::AtMost(_) => return Ok(unknown("`at most N` properties are not implemented yet")),
+        Quant::Never | Quant::Possible => {}
+    }
+    match prop.attacker {
+        Attacker::Any => {}
+        Attacker::Scan { .. } => return Ok(unknown("scan attacker not implemented yet")),
+        Attacker::Flood => return Ok(unknown("flood attacker not implemented yet")),
+        Attacker::Sources(_) => return Ok(unknown("`sources N` attacker not implemented yet")),
+    }
+    if !prop.initially_in.is_empty() {
+        return Ok(unknown("initial states (`from …`) are not implemented yet"));
+    }
+    if opts.k == 0 {
+        return Err(VerifyError::Input("the bound K must be at least 1".into()));
+    }
+    for t in &rs.tables {
+        if t.name != TableName::Filter && t.chains.iter().any(|c| !c.rules.is_empty()) {
+            return Ok(unknown(format!(
+                "table {} has rules; prove models the filter table only (no NAT, mangle, raw)",
+                t.name
+            )));
+        }
+    }
+    let Some(table) = rs.tables.iter().position(|t| t.name == TableName::Filter) else {
+        return Ok(unknown("the ruleset has no filter table"));
+    };
+    let u = Universe::of(rs, &opts.hosts);
+    // Stateful matches reached from other hooks would change the state too.
+    for hook in [Hook::Forward, Hook::Output] {
+        if !rs.tables[table].chains.iter().any(|c| c.hook == Some(hook)) {
+            continue;
+        }
+        let p = SymPacket::new(&format!("other.{}", hook.name()), &u);
+        let tr = Traversal::encode(rs, table, hook, &p, &u, StateModel::Any)?;
+        if let Some(s) = tr.stateful.first() {
+            return Ok(unknown(format!("{} (a stateful match reached from {})", s.rule.describe(rs), hook.name())));
+        }
+        if let Some(a) = tr.assumed.iter().find(|a| matches!(a.why, Unencodable::State(_))) {
+            return Ok(unknown(format!("{}: {} (reached from {})", a.rule.describe(rs), a.why, hook.name())));
+        }
+    }
+    // Recent tables and the features of them the encoding lacks.
+    let mut depth: BTreeMap<String, usize> = BTreeMap::new();
+    let t = &rs.tables[table];
+    for (ci, c) in t.chains.iter().enumerate() {
+        for (ri, r) in c.rules.iter().enumerate() {
+            for m in &r.matches {
+                if let Match::Recent(rc) = &m.m {
+                    let at = RuleRef { table, chain: ci, rule: ri }.describe(rs);
+                    if rc.side == RecentSide::Dest {
+                        return Ok(unknown(format!("{at}: recent --rdest is not encoded yet")));
+                    }
+                    if rc.rttl {
+                        return Ok(unknown(format!("{at}: recent --rttl is not encoded yet")));
+                    }
+                    if rc.reap {
+                        return Ok(unknown(format!("{at}: recent --reap is not encoded yet")));
+                    }
+                    let d = depth.entry(rc.name.clone()).or_insert(1);
+                    *d = (*d).max(rc.hitcount as usize);
+                }
+            }
+        }
+    }
+    let s = Setup { rs, u, table, depth, prop, opts };
+    let mut notes = Vec::new();
+    // Phase 1: witnesses, shortest first.
+    let (found, n1) = s.search(Mode::Witness, &mut notes)?;
+    if let Some((csv, n)) = found {
+        let answer = match s.replay(&csv) {
+            Ok(()) => Answer::Witness(Witness { csv, packets: n }),
+            Err(why) => Answer::Unknown(format!(
+                "the solver's {n}-packet trace does not replay in the simulator ({why}); rules left free: {}",
+                if n1.is_empty() { "none".to_string() } else { n1.join("; ") }
+            )),
+        };
+        return Ok(Proved { answer, notes });
+    }
+    // Phase 2: no witness among first-packet traces; is there any trace at all?
+    let (found, _) = s.search(Mode::Over, &mut notes)?;
+    let answer = match found {
+        None => Answer::NoneUpTo(opts.k),
+        Some((_, n)) => Answer::Unknown(format!(
+            "no trace of connection-initial packets does it, but the over-approximation finds a {n}-packet trace \
+             (packets of established connections, or matches left free: {})",
+            if notes.is_empty() { "none".to_string() } else { notes.join("; ") }
+        )),
+    };
+    Ok(Proved { answer, notes })
+}
+
+fn final_of(v: Verdict) -> Final {
+    match v {
+        Verdict::Accept => Final::Accept,
+        Verdict::Drop => Final::Drop,
+        Verdict::Reject => Final::Reject,
+    }
+}
+
+impl Setup<'_> {
+    /// Searches traces of 1..=K packets; returns the CSV of the first found and the
+    /// descriptions of matches left free.
+    #[allow(clippy::type_complexity)]
+    fn search(
+        &self,
+        mode: Mode,
+        notes: &mut Vec<String>,
+    ) -> Result<(Option<(String, usize)>, Vec<String>), VerifyError> {
+        let solver = Solver::new();
+        let mut tr = Trace { pkts: Vec::new(), times: Vec::new(), travs: Vec::new() };
+        let mut state: BTreeMap<String, RState> = self
+            .depth
+            .iter()
+            .map(|(name, h)| {
+                let st = RState {
+                    present: Bool::from_bool(false),
+                    n: Int::from_u64(0),
+                    stamps: (0..*h).map(|_| Int::from_u64(0)).collect(),
+                };
+                (name.clone(), st)
+            })
+            .collect();
+        let mut free: Vec<String> = Vec::new();
+        let mut accepted: Vec<Bool> = Vec::new();
+        let verdict = final_of(self.prop.verdict);
+        let tag = if mode == Mode::Witness { "w" } else { "o" };
+        for i in 0..self.opts.k {
+            let p = SymPacket::new(&format!("{tag}{i}"), &self.u);
+            let trav = Traversal::encode(self.rs, self.table, Hook::Input, &p, &self.u, StateModel::Any)?;
+            for d in &trav.defs {
+                solver.assert(d);
+            }
+            solver.assert(&trav.entry);
+            solver.assert(self.packet_constraints(&p, &tr, mode, &accepted));
+            let t = Int::new_const(format!("{tag}{i}.time"));
+            solver.assert(&match tr.times.last() {
+                Some(prev) => t.ge(prev),
+                None => t.ge(Int::from_u64(0)),
+            });
+            if let Some(w) = self.prop.within {
+                // The whole trace, goal packet included, lasts at most `within`.
+                let t0 = tr.times.first().unwrap_or(&t);
+                solver.assert(Int::sub(&[&t, t0]).le(Int::from_u64(w * HZ as u64)));
+            }
+            // Thread the state through the stateful matches in traversal order.
+            let mut covered: Vec<Bool> = Vec::new();
+            for su in &trav.stateful {
+                let rule = su.rule.get(self.rs);
+                let guard = Bool::and(&[trav.occurrences[su.occ].reach.clone(), su.before.clone()]);
+                match &rule.matches[su.index].m {
+                    Match::Recent(rc) => {
+                        let h = self.depth[&rc.name];
+                        let st = state[&rc.name].clone();
+                        let (value, after) = recent_eval(rc, &st, &t, h);
+                        if let Some(v) = &su.var {
+                            solver.assert(v.eq(&value));
+                            covered.push(v.clone());
+                        }
+                        state.insert(rc.name.clone(), RState::ite(&guard, &after, &st));
+                    }
+                    _ => {
+                        let d = format!("{}: limit (either outcome)", su.rule.describe(self.rs));
+                        if !free.contains(&d) {
+                            free.push(d);
+                        }
+                        if let Some(v) = &su.var {
+                            covered.push(v.clone());
+                        }
+                    }
+                }
+            }
+            for a in &trav.assumed {
+                if covered.iter().any(|v| v.ast_eq(&a.var)) {
+                    continue;
+                }
+                let d = format!("{}: {}", a.rule.describe(self.rs), a.why);
+                if !free.contains(&d) {
+                    free.push(d);
+                }
+            }
+            accepted.push(trav.verdict(Final::Accept));
+            let goal = Bool::and(&[goal_condition(&self.prop.goal, &p, &self.u, Hook::Input), trav.verdict(verdict)]);
+            tr.pkts.push(p);
+            tr.times.push(t);
+            tr.travs.push(trav);
+            let n = i + 1;
+            if check(&solver, std::slice::from_ref(&goal), || format!("a trace of {n} packets"))? {
+                let m = solver
+                    .get_model()
+                    .ok_or_else(|| VerifyError::Unknown { what: "the witness".into(), reason: "no model".into() })?;
+                for f in &free {
+                    if !notes.contains(f) {
+                        notes.push(f.clone());
+                    }
+                }
+                return Ok((Some((self.csv(&m, &tr)?, n)), free));
+            }
+        }
+        for f in &free {
+            if !notes.contains(f) {
+                notes.push(f.clone());
+            }
+        }
+        Ok((None, free))
+    }
+
+    fn packet_constraints(&self, p: &SymPacket, tr: &Trace, mode: Mode, accepted: &[Bool]) -> Bool {
+        let u = &self.u;
+        let mut c = vec![
+            p.well_formed(u, Hook::Input),
+            p.deliverable(u),
+            p.frag.not(),
+            p.snat.not(),
+            p.dnat.not(),
+            p.mark.eq(bv(0, 32)),
+            p.dst_local.clone(),
+            p.src_local.not(),
+        ];
+        if let Some(lo) = u.ifaces.reps.iter().position(|r| r == "lo") {
+            c.push(p.in_if.eq(bv(lo as u128, u.ifaces.width())).not());
+        }
+        if let Some(first) = tr.pkts.first() {
+            c.push(p.src.eq(&first.src));
+        }
+        let first = p.first_packet_ct(u);
+        match mode {
+            Mode::Witness => {
+                c.push(first);
+                let uni = PKT_TYPES.iter().position(|(n, _)| *n == "unicast").expect("unicast");
+                c.push(p.pkttype.eq(bv(uni as u128, 2)));
+                for (_, o) in &p.tcp_opts {
+                    c.push(o.not());
+                }
+                c.push(p.ttl.bvuge(bv(1, 8)));
+                let l4: Vec<u8> = match u.family {
+                    Family::V4 => vec![6, 17, 1],
+                    Family::V6 => vec![6, 17, 58],
+                };
+                c.push(Bool::or(&l4.iter().map(|x| p.is_proto(*x)).collect::<Vec<_>>()));
+                c.push(p.len.bvule(bv(1500, 16)));
+                // Each packet opens its own connection: distinct source ports.
+                for q in &tr.pkts {
+                    c.push(Bool::and(&[p.is_proto(6), q.is_proto(6)]).implies(p.sport.eq(&q.sport).not()));
+                    c.push(Bool::and(&[p.is_proto(17), q.is_proto(17)]).implies(p.sport.eq(&q.sport).not()));
+                }
+            }
+            Mode::Over => {
+                // A packet may be in any state when an earlier packet of the attacker
+                // with the same (proto, ports, destination) was accepted (its connection
+                // may exist), or when it is ICMP (RELATED to any accepted connection);
+                // otherwise no connection involves it and its state is the first
+                // packet's. Assumption: the host opens no connections to the attacker.
+                let mut alts = vec![first];
+                let icmp = match u.family {
+                    Family::V4 => p.is_proto(1),
+                    Family::V6 => p.is_proto(58),
+                };
+                for (q, acc) in tr.pkts.iter().zip(accepted) {
+                    let same = Bool::and(&[
+                        p.proto.eq(&q.proto),
+                        p.sport.eq(&q.sport),
+                        p.dport.eq(&q.dport),
+                        p.dst.eq(&q.dst),
+                    ]);
+                    alts.push(Bool::and(&[acc.clone(), Bool::or(&[same, icmp.clone()])]));
+                }
+                c.push(Bool::or(&alts));
+            }
+        }
+        Bool::and(&c)
+    }
+
+    fn csv(&self, m: &Model, tr: &Trace) -> Result<String, VerifyError> {
+        let bad =
+            |what: &str| VerifyError::Unknown { what: format!("the witness's {what}"), reason: "no value".into() };
+        let num = |x: &BV| -> Result<u128, VerifyError> {
+            let v = m.eval(x, true).ok_or_else(|| bad("fields"))?;
+            let s = v.as_u64().map(|v| v as u128);
+            match s {
+                Some(v) => Ok(v),
+                None => {
+                    let t = v.to_string();
+                    let t = t.trim_start_matches("#x");
+                    u128::from_str_radix(t, 16).map_err(|_| bad("address"))
+                }
+            }
+        };
+        let addr = |x: &BV| -> Result<IpAddr, VerifyError> {
+            let v = num(x)?;
+            Ok(match self.u.family {
+                Family::V4 => IpAddr::V4((v as u32).into()),
+                Family::V6 => IpAddr::V6(v.into()),
+            })
+        };
+        let mut out = String::from(
+            "time,src,dst,proto,sport,dport,flags,icmp_type,icmp_code,icmp_id,iface,len,ttl,expect,note\n",
+        );
+        let n = tr.pkts.len();
+        for (i, (p, t)) in tr.pkts.iter().zip(&tr.times).enumerate() {
+            let ticks = m.eval(t, true).and_then(|v| v.as_u64()).ok_or_else(|| bad("time"))?;
+            let ms = ticks * 1000 / HZ as u64;
+            let proto = num(&p.proto)? as u8;
+            let (pname, ports, flags, icmp) = match proto {
+                6 => ("tcp".to_string(), true, format!("{}", FlagLetters(num(&p.flags)? as u8)), false),
+                17 => ("udp".to_string(), true, String::new(), false),
+                1 if self.u.family == Family::V4 => ("icmp".to_string(), false, String::new(), true),
+                58 if self.u.family == Family::V6 => ("icmpv6".to_string(), false, String::new(), true),
+                x => (x.to_string(), false, String::new(), false),
+            };
+            let (sport, dport) = if ports {
+                (num(&p.sport)?.to_string(), num(&p.dport)?.to_string())
+            } else {
+                (String::new(), String::new())
+            };
+            let (ity, icode, iid) = if icmp {
+                (num(&p.icmp_type)?.to_string(), num(&p.icmp_code)?.to_string(), (i + 1).to_string())
+            } else {
+                (String::new(), String::new(), String::new())
+            };
+            let iface = &self.u.ifaces.reps[num(&p.in_if)? as usize];
+            let trav = &tr.travs[i];
+            let mut verdict = "DROP";
+            for (f, name) in [(Final::Accept, "ACCEPT"), (Final::Drop, "DROP"), (Final::Reject, "REJECT")] {
+                if m.eval(&trav.verdict(f), true).and_then(|b| b.as_bool()) == Some(true) {
+                    verdict = name;
+                }
+            }
+            let note = if i + 1 == n { "goal" } else { "" };
+            writeln!(
+                out,
+                "{}.{:03},{},{},{pname},{sport},{dport},{flags},{ity},{icode},{iid},{iface},{},{},{verdict},{note}",
+                ms / 1000,
+                ms % 1000,
+                addr(&p.src)?,
+                addr(&p.dst)?,
+                num(&p.len)?,
+                num(&p.ttl)?,
+            )
+            .expect("write to String");
+        }
+        Ok(out)
+    }
+
+    /// Replays a witness through the simulator: every row must get its `expect`.
+    fn replay(&self, csv: &str) -> Result<(), String> {
+        use crate::sim::{Engine, Ifaces, Outcome, SimConfig};
+        let cfg = SimConfig {
+            hz: HZ,
+            hosts: self.opts.hosts.clone(),
+            listen: self.opts.listen.clone(),
+            ..SimConfig::default()
+        };
+        let mut engine = Engine::new(self.rs, cfg, Ifaces::default())
+            .map_err(|e| format!("the simulator cannot run this ruleset ({} unsupported rules)", e.len()))?;
+        let mut trace = crate::trace::csv::CsvTrace::new("witness", csv.as_bytes()).map_err(|e| e.to_string())?;
+        let mut out = Outcome::default();
+        while let Some(mut row) = trace.next_row().map_err(|e| e.to_string())? {
+            row.pkt.iface = engine.iface(row.iface.as_str());
+            engine.step(crate::trace::to_jiffies(row.time_ns, HZ), &row.pkt, &mut out);
+            if let Some(e) = row.expect {
+                if e != out.verdict {
+                    return Err(format!(
+                        "row {}: the encoding says {}, the simulator {}",
+                        row.row,
+                        e.as_str(),
+                        out.verdict.as_str()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The value of a non-`--set`… recent match (with `!`) in state `st` at `now`, and the
+/// state after it, as `sim::recent::RecentTable::eval`.
+fn recent_eval(rc: &crate::model::matches::Recent, st: &RState, now: &Int, h: usize) -> (Bool, RState) {
+    let inv = Bool::from_bool(rc.inv);
+    match rc.mode {
+        RecentMode::Set => (Bool::from_bool(!rc.inv), st.stamped(now, h)),
+        RecentMode::Remove => {
+            let after = RState { present: Bool::from_bool(false), n: Int::from_u64(0), stamps: st.stamps.clone() };
+            (st.present.ite(&Bool::from_bool(!rc.inv), &inv), after)
+        }
+        RecentMode::Rcheck | RecentMode::Update => {
+            let need = rc.hitcount.max(1) as usize;
+            let mut hit = vec![st.present.clone(), st.n.ge(Int::from_u64(need as u64))];
+            if let Some(s) = rc.seconds {
+                // `--seconds` × HZ in 32 bits, as the kernel computes it.
+                let w = s.wrapping_mul(HZ) as u64;
+                hit.push(Int::sub(&[now, &st.stamps[need - 1]]).le(Int::from_u64(w)));
+            }
+            let hits = Bool::and(&hit);
+            let value = st.present.ite(&hits.xor(&inv), &inv);
+            let after = if rc.mode == RecentMode::Update {
+                let rec = Bool::and(&[st.present.clone(), value.clone()]);
+                RState::ite(&rec, &st.stamped(now, h), st)
+            } else {
+                st.clone()
+            };
+            (value, after)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::property::parse_property;
+
+    fn run(rules: &str, prop: &str, k: usize) -> Proved {
+        let parsed = crate::load(rules);
+        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+        let p = parse_property(prop, 0, 1).unwrap();
+        prove(&parsed.ruleset, &p, &ProveOptions { k, ..ProveOptions::default() }).unwrap()
+    }
+
+    fn seed(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/scenarios/seed/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    const LIMITER: &str = "*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --dport 22 -m state --state NEW -m recent --set --name SSH --rsource
+-A INPUT -p tcp -m tcp --dport 22 -m state --state NEW -m recent --update --seconds 60 --hitcount 4 --name SSH --rsource -j DROP
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+COMMIT
+";
+
+    #[test]
+    fn the_seed_knock_is_found_and_replays() {
+        let r = run(&seed("rules.v4"), "possible ACCEPT tcp dport 22", 4);
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        assert_eq!(w.packets, 4);
+        assert_eq!(r.exit_code(Quant::Possible), 0);
+        let dports: Vec<&str> = w.csv.lines().skip(1).map(|l| l.split(',').nth(5).unwrap()).collect();
+        assert_eq!(dports, ["1234", "2345", "3456", "22"], "{}", w.csv);
+        assert!(w.csv.lines().last().unwrap().contains(",ACCEPT,goal"));
+    }
+
+    #[test]
+    fn the_seed_knock_needs_four_packets() {
+        let r = run(&seed("rules.v4"), "possible ACCEPT tcp dport 22", 3);
+        assert!(matches!(r.answer, Answer::NoneUpTo(3) | Answer::Unknown(_)), "{r:?}");
+    }
+
+    #[test]
+    fn an_invalid_syn_fin_bypasses_the_ssh_limiter() {
+        let r = run(LIMITER, "never ACCEPT tcp dport 22 ctstate INVALID", 4);
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        assert_eq!(r.exit_code(Quant::Never), 1);
+        let last = w.csv.lines().last().unwrap();
+        assert!(last.contains(",tcp,") && last.contains(",ACCEPT,goal"), "{}", w.csv);
+    }
+
+    #[test]
+    fn the_limiter_drops_the_fourth_new_connection_within_a_minute() {
+        // Four NEW SYNs within 60 s: the fourth is dropped; a DROP of tcp/22 is possible
+        // only from the fourth packet on.
+        let r = run(LIMITER, "possible DROP tcp dport 22 flags S", 3);
+        assert!(matches!(r.answer, Answer::NoneUpTo(3)), "{r:?}");
+        let r = run(LIMITER, "possible DROP tcp dport 22 flags S within 60s", 4);
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        assert_eq!(w.packets, 4, "{}", w.csv);
+    }
+
+    #[test]
+    fn unsupported_attackers_are_unknown() {
+        let r = run(LIMITER, "never ACCEPT tcp dport 22 under scan", 4);
+        assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("scan attacker not implemented")));
+        assert_eq!(r.exit_code(Quant::Never), 3);
+    }
+}
