@@ -29,9 +29,15 @@
 //!   earlier packet of the attacker with the same protocol, ports and destination was
 //!   accepted (an ICMP packet: any earlier packet), since only then can a connection
 //!   hold it (assumption: the host opens no connections to the attacker itself).
-//! - `-m limit`, and matches the encoding cannot represent (hashlimit, connlimit, …,
-//!   unknown targets), are free Booleans at every evaluation: an over-approximation,
-//!   sound for "no trace" answers; a witness that relied on them must survive the replay.
+//! - `-m limit`: in the witness search, each rule's token bucket is an integer credit
+//!   (full at the first packet, as the simulator creates buckets), refilled to
+//!   `min(cap, credit + gap × CPJ)` and taken as `sim::limit::Bucket::take`, with the
+//!   trace kept short enough that the kernel's u32 arithmetic does not wrap; the host
+//!   receives only the attacker's packets. In the "no trace" search a limit match is a
+//!   free Boolean (other senders share the bucket and may drain it).
+//! - Matches the encoding cannot represent (hashlimit, connlimit, …, unknown targets)
+//!   are free Booleans at every evaluation: an over-approximation, sound for "no trace"
+//!   answers; a witness that relied on them must survive the replay.
 //! - No fragments (conntrack defragments before the filter table), no NAT: rulesets with
 //!   rules in tables other than filter, recent `--rdest`, `--rttl` or `--reap` are
 //!   UNKNOWN.
@@ -316,6 +322,8 @@ impl Setup<'_> {
             })
             .collect();
         let mut free: Vec<String> = Vec::new();
+        // Token buckets of `-m limit` (witness search only): credit and last take.
+        let mut buckets: BTreeMap<(RuleRef, usize), (Int, Int)> = BTreeMap::new();
         let mut accepted: Vec<Bool> = Vec::new();
         let verdict = final_of(self.prop.verdict);
         let tag = if mode == Mode::Witness { "w" } else { "o" };
@@ -352,6 +360,27 @@ impl Setup<'_> {
                             covered.push(v.clone());
                         }
                         state.insert(rc.name.clone(), RState::ite(&guard, &after, &st));
+                    }
+                    Match::Limit(l) if mode == Mode::Witness => {
+                        let key = (su.rule.clone(), su.index);
+                        let cap = crate::sim::limit::user2credits(l.avg.wrapping_mul(l.burst), HZ) as u64;
+                        let cost = crate::sim::limit::user2credits(l.avg, HZ) as u64;
+                        let cpj = crate::sim::limit::credits_per_jiffy(HZ) as u64;
+                        let t0 = tr.times.first().unwrap_or(&t).clone();
+                        let (credit, prev) =
+                            buckets.get(&key).cloned().unwrap_or_else(|| (Int::from_u64(cap), t0.clone()));
+                        // No u32 wraparound: the trace is short enough that
+                        // gap × credits-per-jiffy + cap stays below 2^32.
+                        let span = ((u32::MAX as u64).saturating_sub(cap)) / cpj;
+                        solver.assert(Int::sub(&[&t, &t0]).le(Int::from_u64(span)));
+                        let (credit2, prev2, ok) = limit_take(&credit, &prev, &t, cap, cost, cpj);
+                        if let Some(v) = &su.var {
+                            solver.assert(v.eq(&ok));
+                            covered.push(v.clone());
+                        }
+                        let credit = guard.ite(&credit2, &credit);
+                        let prev = guard.ite(&prev2, &prev);
+                        buckets.insert(key, (credit, prev));
                     }
                     _ => {
                         let d = format!("{}: limit (either outcome)", su.rule.describe(self.rs));
@@ -565,6 +594,19 @@ impl Setup<'_> {
         }
         Ok(())
     }
+}
+
+/// `sim::limit::Bucket::take` on integers: the result and the new credit and stamp.
+fn limit_take(credit: &Int, prev: &Int, now: &Int, cap: u64, cost: u64, cpj: u64) -> (Int, Int, Bool) {
+    let cost_i = Int::from_u64(cost);
+    let blocked = Bool::and(&[credit.lt(&cost_i), prev.eq(now)]);
+    let inc = Int::mul(&[&Int::sub(&[now, prev]), &Int::from_u64(cpj)]);
+    let sum = Int::add(&[credit, &inc]);
+    let cap_i = Int::from_u64(cap);
+    let c = sum.le(&cap_i).ite(&sum, &cap_i);
+    let ok = c.ge(&cost_i);
+    let after = ok.ite(&Int::sub(&[&c, &cost_i]), &c);
+    (blocked.ite(credit, &after), blocked.ite(prev, now), Bool::and(&[blocked.not(), ok]))
 }
 
 /// The value of a non-`--set`… recent match (with `!`) in state `st` at `now`, and the
