@@ -35,11 +35,32 @@ fn prove_and_replay(rules: &str, prop: &str, k: &str, want: i32) -> (String, Vec
     assert!(replay.contains("0 failed"), "{replay}");
     let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().skip(1).map(String::from).collect();
     let _ = std::fs::remove_file(&csv);
+    for r in &rows {
+        assert_real(r);
+    }
     (out, rows)
 }
 
 fn field(row: &str, i: usize) -> &str {
     row.split(',').nth(i).unwrap()
+}
+
+/// A packet a real host delivers to its firewall: a unicast source that is not special
+/// (0/8, 127/8, 224/4, 240/4, 255.255.255.255, IPv6 `::`, `::1`, ff00::/8), different
+/// from the destination, a unicast destination, not on `lo`.
+fn assert_real(row: &str) {
+    use std::net::IpAddr;
+    let special = |a: IpAddr| match a {
+        IpAddr::V4(a) => {
+            let o = a.octets()[0];
+            o == 0 || o == 127 || o >= 224
+        }
+        IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast(),
+    };
+    let src: IpAddr = field(row, 1).parse().unwrap();
+    let dst: IpAddr = field(row, 2).parse().unwrap();
+    assert!(!special(src) && !special(dst) && src != dst, "{row}");
+    assert_ne!(field(row, 10), "lo", "{row}");
 }
 
 #[test]
@@ -49,6 +70,40 @@ fn the_seed_knock_opens_ssh() {
     let dports: Vec<&str> = rows.iter().map(|r| field(r, 5)).collect();
     assert_eq!(dports, ["1234", "2345", "3456", "22"], "{out}");
     assert_eq!(field(rows.last().unwrap(), 13), "ACCEPT");
+    // Ordinary traffic: SYNs of distinct connections, TTL 64, on eth0, one destination.
+    for r in &rows {
+        assert_eq!((field(r, 6), field(r, 12), field(r, 10)), ("S", "64", "eth0"), "{out}");
+        assert!(field(r, 4).parse::<u16>().unwrap() >= 1024, "{out}");
+        assert_eq!(field(r, 2), field(&rows[0], 2), "{out}");
+    }
+}
+
+#[test]
+fn witnesses_go_to_the_given_host_address() {
+    let dir = std::env::temp_dir().join(format!("fwverify-prove-host-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("knock.csv");
+    let csv_s = csv.to_string_lossy().into_owned();
+    let (code, out) = fwverify(&[
+        "prove",
+        &seed("rules.v4"),
+        "--prop",
+        "possible ACCEPT tcp dport 22",
+        "--host",
+        "198.51.100.20",
+        "--counterexample",
+        &csv_s,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    for r in text.lines().skip(1) {
+        assert_real(r);
+        assert_eq!(field(r, 2), "198.51.100.20", "{out}");
+    }
+    let (c, replay) =
+        fwverify(&["check", &seed("rules.v4"), "--scenario", &csv_s, "--host", "198.51.100.20", "--format", "summary"]);
+    assert_eq!(c, 0, "{replay}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -87,6 +142,37 @@ fn the_limiter_drops_the_fourth_syn_within_a_minute() {
     let (out, rows) =
         prove_and_replay(&data("ssh-limiter.v4"), "possible DROP tcp dport 22 flags S within 60s", "6", 0);
     assert_eq!(rows.len(), 4, "{out}");
+}
+
+#[test]
+fn a_blacklisted_source_regains_ssh_by_knocking() {
+    let (out, rows) = prove_and_replay(&seed("rules.v4"), "possible ACCEPT tcp dport 22 from blacklisted", "4", 0);
+    assert!(out.contains("POSSIBLE: witness of 4 packets, after a 1-packet prefix"), "{out}");
+    // The prefix row creates the blacklist entry (a trap packet through bl_drop).
+    assert_eq!((field(&rows[0], 13), field(&rows[0], 14)), ("DROP", "prefix"), "{out}");
+    let dports: Vec<&str> = rows[1..].iter().map(|r| field(r, 5)).collect();
+    assert_eq!(dports, ["1234", "2345", "3456", "22"], "{out}");
+    assert_eq!(field(rows.last().unwrap(), 13), "ACCEPT");
+}
+
+#[test]
+fn the_limiter_accepts_at_most_three_new_connections_a_minute() {
+    let limiter = data("ssh-limiter.v4");
+    for prop in
+        ["at most 3 ACCEPT tcp dport 22 ctstate NEW within 60s", "at most 4 ACCEPT tcp dport 22 ctstate NEW within 60s"]
+    {
+        let (code, out) = fwverify(&["prove", &limiter, "--prop", prop, "--k", "6"]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("PROVED up to 6 packets (bounded)"), "{out}");
+    }
+    // Over 200 s the window frees up: the fourth NEW connection 60 s after the first.
+    let (out, rows) = prove_and_replay(&limiter, "at most 3 ACCEPT tcp dport 22 ctstate NEW within 200s", "6", 1);
+    assert!(out.contains("FALSIFIED: counterexample of 4 packets"), "{out}");
+    let sports: std::collections::BTreeSet<&str> = rows.iter().map(|r| field(r, 4)).collect();
+    assert_eq!(sports.len(), 4, "four connections: {out}");
+    for r in &rows {
+        assert_eq!((field(r, 5), field(r, 6), field(r, 13)), ("22", "S", "ACCEPT"), "{out}");
+    }
 }
 
 #[test]

@@ -18,11 +18,20 @@ Properties (one per --prop, or one per line of a --props file, `#` comments):
                                                 ends with the goal packet accepted
   never ACCEPT tcp dport 22 ctstate INVALID     no such trace exists
   … within 60s                                  the trace lasts at most 60 s
+  at most 3 ACCEPT tcp dport 22 ctstate NEW within 60s
+                                                no trace has 4 such accepted packets within
+                                                60 s (K is raised to N+1 at least)
+  possible ACCEPT tcp dport 22 from blacklisted the attacker starts in recent table
+                                                `blacklist` (`from in NAME`: table NAME);
+                                                the witness begins with `prefix` rows that
+                                                put it there
 
 The `any` attacker is implemented (every field of every packet and every gap symbolic, one
-source address); `scan`, `flood`, `sources N`, `at most N` and `from …` answer UNKNOWN.
-Results are bounded: `PROVED up to K packets`, `IMPOSSIBLE up to K packets`. Every witness
-is replayed through the simulator before it is printed.
+source address); `scan`, `flood` and `sources N` answer UNKNOWN. Results are bounded:
+`PROVED up to K packets`, `IMPOSSIBLE up to K packets`. Witness packets are ones a real
+host delivers (a non-special source other than the destination, a --host address or one
+fixed unicast destination, eth0, TCP SYN, TTL 64 where the rules allow). Every witness is
+replayed through the simulator before it is printed.
 
 Examples:
   fwverify prove rules.v4 --prop 'possible ACCEPT tcp dport 22' --counterexample knock.csv

@@ -281,6 +281,13 @@ pub struct Program {
     pub connlimits: u32,
     /// The deepest jump stack possible.
     pub(crate) max_depth: usize,
+    /// Per rule: its prefilter.
+    pub(crate) pre: Vec<Pre>,
+    /// Per protocol class (`class_index`), per rule index `i` (and one past the last):
+    /// the first rule at or after `i` whose prefilter admits the class.
+    pub(crate) next: [Vec<u32>; 4],
+    /// Runs of rules testing one key (`Pre::run`).
+    pub(crate) runs: Vec<Run>,
 }
 
 /// Why a ruleset cannot be simulated.
@@ -312,6 +319,9 @@ pub fn compile(rs: &Ruleset, cfg: &SimConfig, ifaces: &Ifaces) -> Result<Program
         hashlimits: Vec::new(),
         connlimits: 0,
         max_depth: 1,
+        pre: Vec::new(),
+        next: Default::default(),
+        runs: Vec::new(),
     };
     let mut errs = Vec::new();
     // Tables are loaded in file order; within a table the kernel instantiates matches in
@@ -333,6 +343,8 @@ pub fn compile(rs: &Ruleset, cfg: &SimConfig, ifaces: &Ifaces) -> Result<Program
                 let m0 = p.matches.len() as u32;
                 for m in &r.matches {
                     match compile_match(&m.m, cfg, &mut p) {
+                        // A match that always holds (`-m comment`) is left out.
+                        Ok(CMatch::True) => {}
                         Ok(cm) => p.matches.push(cm),
                         Err(what) => errs.push(Unsupported { span: r.span, what }),
                     }
@@ -424,6 +436,7 @@ pub fn compile(rs: &Ruleset, cfg: &SimConfig, ifaces: &Ifaces) -> Result<Program
         p.tables.push(CTable { name: t.name, hooks });
     }
     if errs.is_empty() {
+        build_prefilter(&mut p);
         Ok(p)
     } else {
         Err(errs)
@@ -529,4 +542,416 @@ fn compile_match(m: &Match, cfg: &SimConfig, p: &mut Program) -> Result<CMatch, 
         #[allow(unreachable_patterns)]
         other => return Err(format!("match {}", other.name())),
     })
+}
+
+/// Protocol classes of the prefilter (`Pre::classes`, `Program::next`).
+pub(crate) const CLASS_TCP: u8 = 1;
+pub(crate) const CLASS_UDP: u8 = 2;
+pub(crate) const CLASS_ICMP: u8 = 4;
+pub(crate) const CLASS_OTHER: u8 = 8;
+
+/// The protocol class of a packet (an index into `Program::next`).
+pub(crate) fn class_index(proto: u8) -> usize {
+    match proto {
+        crate::packet::proto::TCP => 0,
+        crate::packet::proto::UDP => 1,
+        crate::packet::proto::ICMP => 2,
+        _ => 3,
+    }
+}
+
+fn class_of(proto: u8) -> u8 {
+    1 << class_index(proto)
+}
+
+/// Bits of `Pre::inv`.
+const INV_SRC: u8 = 1;
+const INV_DST: u8 = 2;
+const INV_SPORT: u8 = 4;
+const INV_DPORT: u8 = 8;
+const INV_FLAGS: u8 = 16;
+const INV_STATE: u8 = 32;
+
+/// Bit of an interface id in `Pre::in_ifaces`/`out_ifaces`: ids 0..62 have their own
+/// bit, larger ids share bit 62 (set in every mask: not filtered), no device is bit 63.
+pub(crate) fn iface_bit(id: Option<IfaceId>) -> u64 {
+    match id {
+        Some(i) if i.0 < 62 => 1 << i.0,
+        Some(_) => 1 << 62,
+        None => 1 << 63,
+    }
+}
+
+/// A rule's prefilter: a necessary condition for the rule to match, built from its IP
+/// part and the stateless matches before its first match with side effects (or that
+/// reads state other than the packet's ctstate). When it fails, the full evaluation
+/// would fail too, and without side effects, so the rule can be skipped. When it holds,
+/// the rule is evaluated in full as before.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pre {
+    /// IPv4 source and destination tests (`(a & mask) == net`; mask 0 = no test). Only
+    /// applied to IPv4 packets.
+    pub src_net: u32,
+    pub src_mask: u32,
+    pub dst_net: u32,
+    pub dst_mask: u32,
+    pub in_ifaces: u64,
+    pub out_ifaces: u64,
+    pub sport: (u16, u16),
+    pub dport: (u16, u16),
+    /// TCP flags: `(flags & mask) == comp` (mask 0 = no test).
+    pub flags_mask: u8,
+    pub flags_comp: u8,
+    /// `ctstate & bits != 0` (with INV_STATE and bits 0: no test).
+    pub state: u8,
+    /// `INV_*` bits.
+    pub inv: u8,
+    /// Protocol classes the rule can match.
+    pub classes: u8,
+    /// `T_*` bits: the tests present.
+    pub tests: u8,
+    /// Index into `Program::runs` of the run of rules starting here, or `u32::MAX`.
+    pub run: u32,
+    /// Per protocol class: the next rule after this one to look at (`Program::next` of
+    /// the following index).
+    pub after: [u32; 4],
+}
+
+/// A run of consecutive rules of one chain, from some rule to `end`, that all test one
+/// key (source or destination address of IPv4 packets, destination port) against a
+/// value set, not negated: a packet whose key is in none of those sets fails the
+/// prefilter of every rule of the run.
+#[derive(Clone, Debug)]
+pub(crate) struct Run {
+    pub key: u8,
+    pub end: u32,
+    /// Per protocol class: `Program::next` of `end`.
+    pub after: [u32; 4],
+    /// Sorted, disjoint, not adjacent inclusive intervals.
+    pub ivals: Vec<(u32, u32)>,
+}
+
+const KEY_SRC: u8 = 0;
+const KEY_DST: u8 = 1;
+const KEY_DPORT: u8 = 2;
+
+impl Run {
+    /// Whether some rule of the run may match (false: skip to `end`).
+    #[inline]
+    pub(crate) fn hit(&self, f: &PreFacts) -> bool {
+        let v = match self.key {
+            KEY_SRC if f.v4 => f.src,
+            KEY_DST if f.v4 => f.dst,
+            KEY_DPORT => f.dport as u32,
+            _ => return true,
+        };
+        let k = self.ivals.partition_point(|&(lo, _)| lo <= v);
+        k > 0 && v <= self.ivals[k - 1].1
+    }
+}
+
+/// The facts about a packet (in one table traversal) that prefilters test.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PreFacts {
+    pub v4: bool,
+    pub src: u32,
+    pub dst: u32,
+    pub in_bit: u64,
+    pub out_bit: u64,
+    pub sport: u16,
+    pub dport: u16,
+    pub flags: u8,
+    pub ct: u8,
+}
+
+/// Bits of `Pre::tests`: which tests a prefilter has.
+const T_ADDR: u8 = 1;
+const T_PORTS: u8 = 2;
+const T_FLAGS: u8 = 4;
+const T_STATE: u8 = 8;
+const T_IFACE: u8 = 16;
+
+impl Pre {
+    /// Whether the rule may match (its protocol class is tested by `Program::next`).
+    #[inline(always)]
+    pub(crate) fn pass(&self, f: &PreFacts) -> bool {
+        let t = self.tests;
+        if t == 0 {
+            return true;
+        }
+        let inv = self.inv;
+        if t & T_ADDR != 0
+            && f.v4
+            && !((((f.src & self.src_mask) == self.src_net) != (inv & INV_SRC != 0))
+                & (((f.dst & self.dst_mask) == self.dst_net) != (inv & INV_DST != 0)))
+        {
+            return false;
+        }
+        if t & T_PORTS != 0 {
+            let sport_ok = (f.sport >= self.sport.0 && f.sport <= self.sport.1) != (inv & INV_SPORT != 0);
+            let dport_ok = (f.dport >= self.dport.0 && f.dport <= self.dport.1) != (inv & INV_DPORT != 0);
+            if !(sport_ok & dport_ok) {
+                return false;
+            }
+        }
+        if t & T_FLAGS != 0 && ((f.flags & self.flags_mask) == self.flags_comp) == (inv & INV_FLAGS != 0) {
+            return false;
+        }
+        if t & T_STATE != 0 && ((f.ct & self.state) != 0) == (inv & INV_STATE != 0) {
+            return false;
+        }
+        if t & T_IFACE != 0 && ((self.in_ifaces & f.in_bit == 0) | (self.out_ifaces & f.out_bit == 0)) {
+            return false;
+        }
+        true
+    }
+}
+
+const ALL_CLASSES: u8 = CLASS_TCP | CLASS_UDP | CLASS_ICMP | CLASS_OTHER;
+
+fn iface_mask(t: &Option<IfaceTest>) -> u64 {
+    let Some(t) = t else { return u64::MAX };
+    let mut m = (1 << 62) | if t.eval(None) { 1 << 63 } else { 0 };
+    for i in 0..62u16 {
+        if t.eval(Some(IfaceId(i))) {
+            m |= 1 << i;
+        }
+    }
+    m
+}
+
+fn v4_test(c: &Option<Neg<Cidr>>) -> Option<(u32, u32, bool)> {
+    let c = c.as_ref()?;
+    // `contains` is false for an IPv4 packet against an IPv6 network.
+    match (c.val.addr(), c.val.mask()) {
+        (IpAddr::V4(a), IpAddr::V4(m)) => Some((u32::from(a), u32::from(m), c.inv)),
+        // Never contains an IPv4 address: mask 0 with net 1 never holds.
+        _ => Some((1, 0, c.inv)),
+    }
+}
+
+fn pre_of(p: &Program, r: &CRule) -> Pre {
+    let mut pre = Pre {
+        src_net: 0,
+        src_mask: 0,
+        dst_net: 0,
+        dst_mask: 0,
+        in_ifaces: iface_mask(&r.ip.in_iface),
+        out_ifaces: iface_mask(&r.ip.out_iface),
+        sport: (0, u16::MAX),
+        dport: (0, u16::MAX),
+        flags_mask: 0,
+        flags_comp: 0,
+        state: 0,
+        inv: INV_STATE,
+        classes: ALL_CLASSES,
+        tests: 0,
+        run: u32::MAX,
+        after: [0; 4],
+    };
+    // As `Cidr::contains`: `(a & mask) == addr`, the address unmasked.
+    if let Some((net, mask, inv)) = v4_test(&r.ip.src) {
+        (pre.src_net, pre.src_mask) = (net, mask);
+        if inv {
+            pre.inv |= INV_SRC;
+        }
+    }
+    if let Some((net, mask, inv)) = v4_test(&r.ip.dst) {
+        (pre.dst_net, pre.dst_mask) = (net, mask);
+        if inv {
+            pre.inv |= INV_DST;
+        }
+    }
+    if let Some(pr) = r.ip.proto {
+        if !pr.inv {
+            pre.classes &= class_of(pr.val);
+        } else if pr.val == crate::packet::proto::TCP
+            || pr.val == crate::packet::proto::UDP
+            || pr.val == crate::packet::proto::ICMP
+        {
+            pre.classes &= !class_of(pr.val);
+        }
+    }
+    if r.ip.fragment == Some(false) {
+        // `-f`: scenario packets are never fragments.
+        pre.classes = 0;
+    }
+    let ports = |pre: &mut Pre, sport: &Option<Neg<PortRange>>, dport: &Option<Neg<PortRange>>| {
+        if let Some(s) = sport {
+            if pre.sport == (0, u16::MAX) && pre.inv & INV_SPORT == 0 {
+                pre.sport = (s.val.lo, s.val.hi);
+                if s.inv {
+                    pre.inv |= INV_SPORT;
+                }
+            }
+        }
+        if let Some(d) = dport {
+            if pre.dport == (0, u16::MAX) && pre.inv & INV_DPORT == 0 {
+                pre.dport = (d.val.lo, d.val.hi);
+                if d.inv {
+                    pre.inv |= INV_DPORT;
+                }
+            }
+        }
+    };
+    let (a, b) = r.matches;
+    for m in &p.matches[a as usize..b as usize] {
+        match m {
+            CMatch::Multiport(_) => pre.classes &= CLASS_TCP | CLASS_UDP,
+            CMatch::True
+            | CMatch::Mark { .. }
+            | CMatch::Length { .. }
+            | CMatch::Ttl(_)
+            | CMatch::Iprange(_)
+            | CMatch::Pkttype { .. }
+            | CMatch::Addrtype(_)
+            | CMatch::Tcpmss { .. }
+            | CMatch::Physdev(_) => {}
+            CMatch::Tcp { sport, dport, flags, option: _ } => {
+                pre.classes &= CLASS_TCP;
+                ports(&mut pre, sport, dport);
+                if let Some(f) = flags {
+                    if pre.flags_mask == 0 && pre.inv & INV_FLAGS == 0 {
+                        pre.flags_mask = f.val.mask.0;
+                        pre.flags_comp = f.val.comp.0 & f.val.mask.0;
+                        if f.val.comp.0 & !f.val.mask.0 != 0 {
+                            // `(x & mask) == comp` never holds.
+                            pre.flags_mask = 0;
+                            pre.flags_comp = 1;
+                        }
+                        if f.inv {
+                            pre.inv |= INV_FLAGS;
+                        }
+                    }
+                }
+            }
+            CMatch::Udp { sport, dport } => {
+                pre.classes &= CLASS_UDP;
+                ports(&mut pre, sport, dport);
+            }
+            CMatch::Icmp(_) => pre.classes &= CLASS_ICMP,
+            CMatch::Icmp6 { .. } => pre.classes &= CLASS_OTHER,
+            CMatch::State { inv, bits } => {
+                if pre.state == 0 && pre.inv & INV_STATE != 0 {
+                    pre.state = *bits;
+                    if !*inv {
+                        pre.inv &= !INV_STATE;
+                    }
+                }
+            }
+            // Matches with side effects, or reading state: stop here.
+            CMatch::Recent(_)
+            | CMatch::Limit(_)
+            | CMatch::Conntrack(_)
+            | CMatch::Connmark { .. }
+            | CMatch::Nth { .. }
+            | CMatch::Hashlimit { .. }
+            | CMatch::Connlimit { .. } => break,
+        }
+    }
+    if pre.src_mask != 0 || pre.src_net != 0 || pre.dst_mask != 0 || pre.dst_net != 0 || pre.inv & (INV_SRC | INV_DST) != 0 {
+        pre.tests |= T_ADDR;
+    }
+    if pre.sport != (0, u16::MAX) || pre.dport != (0, u16::MAX) || pre.inv & (INV_SPORT | INV_DPORT) != 0 {
+        pre.tests |= T_PORTS;
+    }
+    if pre.flags_mask != 0 || pre.flags_comp != 0 || pre.inv & INV_FLAGS != 0 {
+        pre.tests |= T_FLAGS;
+    }
+    if pre.state != 0 || pre.inv & INV_STATE == 0 {
+        pre.tests |= T_STATE;
+    }
+    if pre.in_ifaces != u64::MAX || pre.out_ifaces != u64::MAX {
+        pre.tests |= T_IFACE;
+    }
+    pre
+}
+
+/// The value set of a rule's prefilter for `key`, when it has a test of it that is not
+/// negated.
+fn key_set(pre: &Pre, key: u8) -> Option<(u32, u32)> {
+    let mask_range = |net: u32, mask: u32| {
+        if net & !mask != 0 {
+            // Never holds: an empty set.
+            None
+        } else if mask.leading_ones() + mask.trailing_zeros() == 32 {
+            Some((net, net | !mask))
+        } else {
+            Some((0, u32::MAX)) // a non-contiguous mask: anything
+        }
+    };
+    match key {
+        KEY_SRC if pre.tests & T_ADDR != 0 && pre.inv & INV_SRC == 0 && (pre.src_mask != 0 || pre.src_net != 0) => {
+            Some(mask_range(pre.src_net, pre.src_mask).unwrap_or((1, 0)))
+        }
+        KEY_DST if pre.tests & T_ADDR != 0 && pre.inv & INV_DST == 0 && (pre.dst_mask != 0 || pre.dst_net != 0) => {
+            Some(mask_range(pre.dst_net, pre.dst_mask).unwrap_or((1, 0)))
+        }
+        KEY_DPORT if pre.tests & T_PORTS != 0 && pre.inv & INV_DPORT == 0 && pre.dport != (0, u16::MAX) => {
+            Some((pre.dport.0 as u32, pre.dport.1 as u32))
+        }
+        _ => None,
+    }
+}
+
+/// Runs of at least `MIN_RUN` rules (at most `MAX_RUN` long, from each of their rules).
+const MIN_RUN: usize = 3;
+const MAX_RUN: usize = 64;
+
+fn build_runs(p: &Program, pre: &mut [Pre]) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for c in &p.chains {
+        for i in c.first as usize..c.end as usize {
+            for key in [KEY_SRC, KEY_DST, KEY_DPORT] {
+                let mut sets = Vec::new();
+                let mut j = i;
+                while j < c.end as usize && j - i < MAX_RUN {
+                    match key_set(&pre[j], key) {
+                        Some(s) => sets.push(s),
+                        None => break,
+                    }
+                    j += 1;
+                }
+                if j - i < MIN_RUN {
+                    continue;
+                }
+                sets.retain(|&(lo, hi)| lo <= hi);
+                sets.sort_unstable();
+                let mut ivals: Vec<(u32, u32)> = Vec::new();
+                for (lo, hi) in sets {
+                    match ivals.last_mut() {
+                        Some(l) if lo <= l.1.saturating_add(1) => l.1 = l.1.max(hi),
+                        _ => ivals.push((lo, hi)),
+                    }
+                }
+                pre[i].run = runs.len() as u32;
+                runs.push(Run { key, end: j as u32, after: [0; 4], ivals });
+                break;
+            }
+        }
+    }
+    runs
+}
+
+/// (Re)builds the prefilters and the per-class candidate lists (after a change of the
+/// interface table too).
+pub(crate) fn build_prefilter(p: &mut Program) {
+    let mut pre: Vec<Pre> = p.rules.iter().map(|r| pre_of(p, r)).collect();
+    p.runs = build_runs(p, &mut pre);
+    let n = pre.len();
+    for (ci, next) in p.next.iter_mut().enumerate() {
+        let class = 1u8 << ci;
+        next.clear();
+        next.resize(n + 1, n as u32);
+        for i in (0..n).rev() {
+            next[i] = if pre[i].classes & class != 0 { i as u32 } else { next[i + 1] };
+        }
+    }
+    for (i, x) in pre.iter_mut().enumerate() {
+        x.after = std::array::from_fn(|c| p.next[c][i + 1]);
+    }
+    for r in &mut p.runs {
+        r.after = std::array::from_fn(|c| p.next[c][r.end as usize]);
+    }
+    p.pre = pre;
 }

@@ -296,6 +296,7 @@ impl Engine {
                 t.matches.push(t.name.matches(name));
             }
         }
+        compile::build_prefilter(&mut self.prog);
         id
     }
 
@@ -605,14 +606,49 @@ impl Engine {
         self.stack.clear();
         let mut chain = start;
         let mut i = self.prog.chains[chain as usize].first;
+        let (v4, src, dst) = match (pkt.src, pkt.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (true, u32::from(s), u32::from(d)),
+            _ => (false, 0, 0),
+        };
+        let ci = compile::class_index(pkt.proto);
+        let facts = compile::PreFacts {
+            v4,
+            src,
+            dst,
+            in_bit: compile::iface_bit(cx.in_dev),
+            out_bit: compile::iface_bit(cx.out_dev),
+            sport: pkt.sport,
+            dport: pkt.dport,
+            flags: pkt.flags,
+            ct: cx.ct,
+        };
+        let next = &self.prog.next[ci];
+        let pre = &self.prog.pre;
+        let mut end = self.prog.chains[chain as usize].end;
         loop {
-            let c = &self.prog.chains[chain as usize];
-            if i >= c.end {
+            // Rules whose prefilter fails would fail without side effects: skip them.
+            i = next[i as usize];
+            while i < end {
+                let p = &pre[i as usize];
+                if p.run != u32::MAX {
+                    let r = &self.prog.runs[p.run as usize];
+                    if !r.hit(&facts) {
+                        i = r.after[ci];
+                        continue;
+                    }
+                }
+                if p.pass(&facts) {
+                    break;
+                }
+                i = p.after[ci];
+            }
+            if i >= end {
                 // Fell off the end: return to the caller, or the policy of a built-in.
                 match self.stack.pop() {
                     Some((ret_chain, ret_i)) => {
                         chain = ret_chain;
                         i = ret_i;
+                        end = self.prog.chains[chain as usize].end;
                         continue;
                     }
                     None => return self.policy(start, pkt, last, hook, ti),
@@ -675,6 +711,7 @@ impl Engine {
                     Some((ret_chain, ret_i)) => {
                         chain = ret_chain;
                         i = ret_i;
+                        end = self.prog.chains[chain as usize].end;
                     }
                     None => return self.policy(start, pkt, last, hook, ti),
                 },
@@ -682,10 +719,12 @@ impl Engine {
                     self.stack.push((chain, i + 1));
                     chain = to;
                     i = self.prog.chains[to as usize].first;
+                    end = self.prog.chains[to as usize].end;
                 }
                 CTarget::Goto(to) => {
                     chain = to;
                     i = self.prog.chains[to as usize].first;
+                    end = self.prog.chains[to as usize].end;
                 }
             }
         }
@@ -715,8 +754,8 @@ fn eval_matches(
     mark: u32,
 ) -> bool {
     let (a, b) = rule.matches;
-    for mi in a..b {
-        let ok = match &prog.matches[mi as usize] {
+    for m in &prog.matches[a as usize..b as usize] {
+        let ok = match m {
             CMatch::True => true,
             CMatch::Tcp { sport, dport, flags, option } => {
                 pkt.proto == proto::TCP

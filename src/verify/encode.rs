@@ -440,6 +440,18 @@ impl SymPacket {
         }
     }
 
+    /// An address no real host sends from or is addressed at on a non-loopback
+    /// interface: IPv4 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4, 240.0.0.0/4 (255.255.255.255
+    /// included); IPv6 `::`, `::1`, ff00::/8, and IPv4-mapped ::ffff:0:0/96.
+    pub fn special_addr(&self, a: &BV) -> Bool {
+        if self.width == 32 {
+            let top = a.extract(31, 24);
+            Bool::or(&[top.eq(bv(0, 8)), top.eq(bv(127, 8)), a.extract(31, 29).eq(bv(0b111, 3))])
+        } else {
+            Bool::or(&[a.eq(bv(0, 128)), a.eq(bv(1, 128)), self.is_multicast(a), a.extract(127, 32).eq(bv(0xffff, 96))])
+        }
+    }
+
     /// Constraints every real packet meets: enumerations in range, fields of other
     /// protocols zero, lengths at least the headers, SNAT/DNAT only with a connection,
     /// devices as the hook has them, locality as the host's addresses say.

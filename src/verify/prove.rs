@@ -1,5 +1,6 @@
 //! `fwverify prove`: bounded model checking of a property over every trace of at most K
-//! packets from one attacker source (the `any` attacker).
+//! packets from one attacker source (the `any` attacker): `never`, `possible`, `at most
+//! N`, optionally `within T` and `from NAME`.
 //!
 //! ## The encoding
 //!
@@ -44,6 +45,31 @@
 //! - Time: ticks are unbounded integers (no jiffies wraparound; the simulator's 64-bit
 //!   jiffies do not wrap either).
 //!
+//! ## Witnesses
+//!
+//! Witness packets are ones a real host delivers to its firewall: a source that is not
+//! special ([`SymPacket::special_addr`]: 0/8, 127/8, 224/4, 240/4, IPv6 `::`, `::1`,
+//! ff00::/8, v4-mapped) nor the host's nor the destination, a destination that is a
+//! `--host` address (without `--host`: one fixed unicast address for every packet), a
+//! unicast link-layer type, never `lo`. Once a trace is found, soft preferences are
+//! fixed one by one (`prefer_natural`): eth0 (printed as `eth0` when it is in the chosen
+//! interface class), TCP SYN, TTL 64, header-only length, source ports 50000+i (else ≥
+//! 1024), ICMP echo requests, gaps of 1 s (else whole seconds), documentation addresses.
+//!
+//! ## Initial states and counting
+//!
+//! `from NAME` (`from blacklisted` = table `blacklist`): the "no trace" search starts with
+//! the attacker's entry present with 1..=H stamps of any age at or before the first
+//! packet, every other table empty. The witness search prepends the shortest prefix (one
+//! packet per such table, up to [`MAX_EXTRA_PREFIX`] more; CSV note `prefix`, not counted
+//! in the witness length) from the empty state after which exactly those tables hold the
+//! attacker; when no prefix can do that and the over-approximation finds a trace, the
+//! answer is UNKNOWN saying so.
+//!
+//! `at most N VERDICT goal within T`: every packet matching the goal with the verdict
+//! counts; a trace falsifies the property when N+1 counted packets fall in one window of
+//! T (from a counted packet on; no `within`: the whole trace). K is raised to N+1.
+//!
 //! Every witness is replayed through [`crate::sim::Engine`]; when the replay disagrees
 //! the answer is UNKNOWN.
 
@@ -70,6 +96,9 @@ pub const HZ: u32 = 250;
 /// Default bound.
 pub const DEFAULT_K: usize = 6;
 
+/// `from …` witnesses: prefixes of up to this many packets beyond one per table are tried.
+pub const MAX_EXTRA_PREFIX: usize = 2;
+
 /// Options of [`prove`].
 #[derive(Clone, Debug)]
 pub struct ProveOptions {
@@ -92,8 +121,10 @@ impl Default for ProveOptions {
 pub struct Witness {
     /// Scenario CSV (goal packet last, every row with `expect`).
     pub csv: String,
-    /// Number of packets.
+    /// Number of packets (the prefix not counted).
     pub packets: usize,
+    /// Leading rows (note `prefix`) that put the attacker into the tables of `from …`.
+    pub prefix: usize,
 }
 
 /// The answer to one property.
@@ -121,18 +152,30 @@ impl Proved {
     pub fn exit_code(&self, q: Quant) -> u8 {
         match (&self.answer, q) {
             (Answer::Unknown(_), _) => 3,
-            (Answer::Witness(_), Quant::Possible) | (Answer::NoneUpTo(_), Quant::Never) => 0,
+            (Answer::Witness(_), Quant::Possible) | (Answer::NoneUpTo(_), Quant::Never | Quant::AtMost(_)) => 0,
             _ => 1,
         }
     }
 
     /// The one-line verdict: `PROVED up to 6 packets`, `FALSIFIED (…)`, ….
     pub fn headline(&self, q: Quant) -> String {
+        let mut h = self.headline_only(q);
+        if let Answer::Witness(w) = &self.answer {
+            if w.prefix > 0 {
+                let _ = write!(h, ", after a {}-packet prefix that creates the initial state", w.prefix);
+            }
+        }
+        h
+    }
+
+    fn headline_only(&self, q: Quant) -> String {
         match (&self.answer, q) {
             (Answer::Unknown(why), _) => format!("UNKNOWN: {why}"),
-            (Answer::Witness(w), Quant::Never) => format!("FALSIFIED: counterexample of {} packets", w.packets),
+            (Answer::Witness(w), Quant::Never | Quant::AtMost(_)) => {
+                format!("FALSIFIED: counterexample of {} packets", w.packets)
+            }
             (Answer::Witness(w), _) => format!("POSSIBLE: witness of {} packets", w.packets),
-            (Answer::NoneUpTo(k), Quant::Never) => format!("PROVED up to {k} packets (bounded)"),
+            (Answer::NoneUpTo(k), Quant::Never | Quant::AtMost(_)) => format!("PROVED up to {k} packets (bounded)"),
             (Answer::NoneUpTo(k), _) => format!("IMPOSSIBLE up to {k} packets (bounded)"),
         }
     }
@@ -198,18 +241,11 @@ enum Mode {
 
 /// Decides `prop` on `rs`.
 pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Proved, VerifyError> {
-    match prop.quant {
-        Quant::AtMost(_) => return Ok(unknown("`at most N` properties are not implemented yet")),
-        Quant::Never | Quant::Possible => {}
-    }
     match prop.attacker {
         Attacker::Any => {}
         Attacker::Scan { .. } => return Ok(unknown("scan attacker not implemented yet")),
         Attacker::Flood => return Ok(unknown("flood attacker not implemented yet")),
         Attacker::Sources(_) => return Ok(unknown("`sources N` attacker not implemented yet")),
-    }
-    if !prop.initially_in.is_empty() {
-        return Ok(unknown("initial states (`from …`) are not implemented yet"));
     }
     if opts.k == 0 {
         return Err(VerifyError::Input("the bound K must be at least 1".into()));
@@ -263,13 +299,37 @@ pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Prove
             }
         }
     }
+    for name in &prop.initially_in {
+        if !depth.contains_key(name) {
+            return Err(VerifyError::Input(format!("`from`: no rule of the filter table uses recent table `{name}`")));
+        }
+    }
+    // `at most N`: traces of at least N+1 packets.
+    let mut opts = opts.clone();
+    if let Quant::AtMost(n) = prop.quant {
+        opts.k = opts.k.max(n as usize + 1);
+    }
+    let opts = &opts;
     let s = Setup { rs, u, table, depth, prop, opts };
     let mut notes = Vec::new();
-    // Phase 1: witnesses, shortest first.
-    let (found, n1) = s.search(Mode::Witness, &mut notes)?;
+    let mut no_prefix = false;
+    // Phase 1: witnesses, shortest first; with `from …`, after the shortest prefix
+    // (one packet per table, up to MAX_EXTRA_PREFIX more) that creates the initial state.
+    let base = prop.initially_in.len();
+    let mut found = None;
+    let mut n1 = Vec::new();
+    let mut pre = base;
+    for extra in 0..=if base == 0 { 0 } else { MAX_EXTRA_PREFIX } {
+        pre = base + extra;
+        no_prefix = false;
+        (found, n1) = s.search(Mode::Witness, pre, &mut notes, &mut no_prefix)?;
+        if found.is_some() || !no_prefix {
+            break;
+        }
+    }
     if let Some((csv, n)) = found {
         let answer = match s.replay(&csv) {
-            Ok(()) => Answer::Witness(Witness { csv, packets: n }),
+            Ok(()) => Answer::Witness(Witness { csv, packets: n, prefix: pre }),
             Err(why) => Answer::Unknown(format!(
                 "the solver's {n}-packet trace does not replay in the simulator ({why}); rules left free: {}",
                 if n1.is_empty() { "none".to_string() } else { n1.join("; ") }
@@ -278,9 +338,14 @@ pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Prove
         return Ok(Proved { answer, notes });
     }
     // Phase 2: no witness among first-packet traces; is there any trace at all?
-    let (found, _) = s.search(Mode::Over, &mut notes)?;
+    let (found, _) = s.search(Mode::Over, 0, &mut notes, &mut false)?;
     let answer = match found {
         None => Answer::NoneUpTo(opts.k),
+        Some((_, n)) if no_prefix => Answer::Unknown(format!(
+            "a {n}-packet trace exists from the initial state, but no prefix of at most {pre} packets creates the \
+             attacker's entry in {} without touching other state, so no witness could be replayed",
+            prop.initially_in.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        )),
         Some((_, n)) => Answer::Unknown(format!(
             "no trace of connection-initial packets does it, but the over-approximation finds a {n}-packet trace \
              (packets of established connections, or matches left free: {})",
@@ -305,9 +370,21 @@ impl Setup<'_> {
     fn search(
         &self,
         mode: Mode,
+        pre: usize,
         notes: &mut Vec<String>,
+        no_prefix: &mut bool,
     ) -> Result<(Option<(String, usize)>, Vec<String>), VerifyError> {
         let solver = Solver::new();
+        // Witnesses of `from NAME` start with one concrete packet per table that creates
+        // the attacker's entry (the prefix); the "no trace" search starts from the
+        // symbolic initial state instead.
+        // `at most N`: the goal packets that got the verdict so far, and the count that
+        // falsifies.
+        let at_most = match self.prop.quant {
+            Quant::AtMost(n) => Some(n as u64 + 1),
+            _ => None,
+        };
+        let mut hits: Vec<Bool> = Vec::new();
         let mut tr = Trace { pkts: Vec::new(), times: Vec::new(), travs: Vec::new() };
         let mut state: BTreeMap<String, RState> = self
             .depth
@@ -327,7 +404,7 @@ impl Setup<'_> {
         let mut accepted: Vec<Bool> = Vec::new();
         let verdict = final_of(self.prop.verdict);
         let tag = if mode == Mode::Witness { "w" } else { "o" };
-        for i in 0..self.opts.k {
+        for i in 0..pre + self.opts.k {
             let p = SymPacket::new(&format!("{tag}{i}"), &self.u);
             let trav = Traversal::encode(self.rs, self.table, Hook::Input, &p, &self.u, StateModel::Any)?;
             for d in &trav.defs {
@@ -343,10 +420,32 @@ impl Setup<'_> {
                 None if mode == Mode::Witness => t.eq(Int::from_u64(0)),
                 None => t.ge(Int::from_u64(0)),
             });
-            if let Some(w) = self.prop.within {
-                // The whole trace, goal packet included, lasts at most `within`.
-                let t0 = tr.times.first().unwrap_or(&t);
-                solver.assert(Int::sub(&[&t, t0]).le(Int::from_u64(w * HZ as u64)));
+            if i == 0 && mode == Mode::Over {
+                // `from NAME`: the attacker's entry is present with 1..=H stamps, all at
+                // or before the first packet (any age), newest first.
+                for name in &self.prop.initially_in {
+                    let h = self.depth[name];
+                    let st = RState {
+                        present: Bool::from_bool(true),
+                        n: Int::new_const(format!("{tag}.init.{name}.n")),
+                        stamps: (0..h).map(|j| Int::new_const(format!("{tag}.init.{name}.s{j}"))).collect(),
+                    };
+                    solver.assert(st.n.ge(Int::from_u64(1)));
+                    solver.assert(st.n.le(Int::from_u64(h as u64)));
+                    solver.assert(st.stamps[0].le(&t));
+                    for j in 1..h {
+                        solver.assert(st.stamps[j].le(&st.stamps[j - 1]));
+                    }
+                    state.insert(name.clone(), st);
+                }
+            }
+            if let (Some(w), None) = (self.prop.within, at_most) {
+                // The whole trace after the prefix, goal packet included, lasts at most
+                // `within`.
+                if i >= pre {
+                    let t0 = tr.times.get(pre).unwrap_or(&t);
+                    solver.assert(Int::sub(&[&t, t0]).le(Int::from_u64(w * HZ as u64)));
+                }
             }
             // Thread the state through the stateful matches in traversal order.
             let mut covered: Vec<Bool> = Vec::new();
@@ -410,8 +509,53 @@ impl Setup<'_> {
             tr.pkts.push(p);
             tr.times.push(t);
             tr.travs.push(trav);
-            let n = i + 1;
+            if i + 1 == pre {
+                // After the prefix: the attacker is in every table of `from …` and in no
+                // other (the initial state the property names).
+                for (name, st) in &state {
+                    if self.prop.initially_in.contains(name) {
+                        solver.assert(&st.present);
+                    } else {
+                        solver.assert(st.present.not());
+                    }
+                }
+                if !check(&solver, &[], || "the prefix".into())? {
+                    *no_prefix = true;
+                    return Ok((None, free));
+                }
+            }
+            if i < pre {
+                continue;
+            }
+            let n = i + 1 - pre;
+            let goal = match at_most {
+                None => goal,
+                Some(need) => {
+                    // A packet past the count, the last counted: some counted packet `j`
+                    // starts a window of `within` holding `need` counted packets.
+                    hits.push(goal.clone());
+                    let w = Int::from_u64(self.prop.within.unwrap_or(u64::MAX / 2 / HZ as u64) * HZ as u64);
+                    let times = &tr.times[pre..];
+                    let mut alts = Vec::new();
+                    for j in 0..hits.len() {
+                        let inside: Vec<Int> = (j..hits.len())
+                            .map(|x| {
+                                let ok = Bool::and(&[hits[x].clone(), Int::sub(&[&times[x], &times[j]]).le(&w)]);
+                                ok.ite(&Int::from_u64(1), &Int::from_u64(0))
+                            })
+                            .collect();
+                        let refs: Vec<&Int> = inside.iter().collect();
+                        alts.push(Bool::and(&[hits[j].clone(), Int::add(&refs).ge(Int::from_u64(need))]));
+                    }
+                    Bool::and(&[goal, Bool::or(&alts)])
+                }
+            };
             if check(&solver, std::slice::from_ref(&goal), || format!("a trace of {n} packets"))? {
+                solver.assert(&goal);
+                if mode == Mode::Witness {
+                    self.prefer_natural(&solver, &tr)?;
+                }
+                check(&solver, &[], || format!("a trace of {n} packets"))?;
                 let m = solver
                     .get_model()
                     .ok_or_else(|| VerifyError::Unknown { what: "the witness".into(), reason: "no model".into() })?;
@@ -420,7 +564,7 @@ impl Setup<'_> {
                         notes.push(f.clone());
                     }
                 }
-                return Ok((Some((self.csv(&m, &tr)?, n)), free));
+                return Ok((Some((self.csv(&m, &tr, pre)?, n)), free));
             }
         }
         for f in &free {
@@ -453,6 +597,18 @@ impl Setup<'_> {
         match mode {
             Mode::Witness => {
                 c.push(first);
+                // A packet a real host delivers: a unicast source that is neither the
+                // host's nor special, to one unicast address of the host.
+                c.push(p.special_addr(&p.src).not());
+                c.push(p.special_addr(&p.dst).not());
+                c.push(p.src_local.not());
+                c.push(p.dst_local.clone());
+                c.push(p.src.eq(&p.dst).not());
+                if u.hosts.is_empty() {
+                    if let Some(first) = tr.pkts.first() {
+                        c.push(p.dst.eq(&first.dst));
+                    }
+                }
                 let uni = PKT_TYPES.iter().position(|(n, _)| *n == "unicast").expect("unicast");
                 c.push(p.pkttype.eq(bv(uni as u128, 2)));
                 for (_, o) in &p.tcp_opts {
@@ -497,7 +653,85 @@ impl Setup<'_> {
         Bool::and(&c)
     }
 
-    fn csv(&self, m: &Model, tr: &Trace) -> Result<String, VerifyError> {
+    /// Makes the witness look like ordinary traffic: soft preferences tried one by one in
+    /// priority order (each kept when the trace stays possible): one interface (`eth0`'s
+    /// class), TCP SYN, TTL 64, header-only length, source ports ≥ 1024 (50000, 50001, …),
+    /// ICMP echo requests, gaps of 1 s (else whole seconds), documentation addresses.
+    fn prefer_natural(&self, solver: &Solver, tr: &Trace) -> Result<(), VerifyError> {
+        let u = &self.u;
+        let iw = u.ifaces.width();
+        let eth0 = bv(u.iface_class("eth0") as u128, iw);
+        let (base, w) = match u.family {
+            Family::V4 => (20u128, 32),
+            Family::V6 => (40u128, 128),
+        };
+        let icmp = match u.family {
+            Family::V4 => 1,
+            Family::V6 => 58,
+        };
+        let mut prefs: Vec<Bool> = Vec::new();
+        for p in &tr.pkts {
+            prefs.push(p.in_if.eq(&eth0));
+        }
+        for p in &tr.pkts {
+            prefs.push(p.is_proto(6).implies(p.flags.eq(bv(0x02, 8))));
+        }
+        for p in &tr.pkts {
+            prefs.push(p.ttl.eq(bv(64, 8)));
+        }
+        for p in &tr.pkts {
+            let hdr = |proto: u8, n: u128| p.is_proto(proto).implies(p.len.eq(bv(base + n, 16)));
+            prefs.push(Bool::and(&[hdr(6, 20), hdr(17, 8), hdr(icmp, 8)]));
+        }
+        for (i, p) in tr.pkts.iter().enumerate() {
+            let ports = Bool::or(&[p.is_proto(6), p.is_proto(17)]);
+            prefs.push(ports.implies(p.sport.eq(bv(50000 + i as u128, 16))));
+            prefs.push(ports.implies(p.sport.bvuge(bv(1024, 16))));
+        }
+        for p in &tr.pkts {
+            prefs.push(p.is_proto(icmp).implies(Bool::and(&[
+                p.icmp_type.eq(bv(if icmp == 1 { 8 } else { 128 }, 8)),
+                p.icmp_code.eq(bv(0, 8)),
+            ])));
+        }
+        let hz = Int::from_u64(HZ as u64);
+        for pair in tr.times.windows(2) {
+            let gap = Int::sub(&[&pair[1], &pair[0]]);
+            prefs.push(gap.eq(&hz));
+            prefs.push(Bool::and(&[gap.ge(&hz), gap.modulo(&hz).eq(Int::from_u64(0))]));
+        }
+        let addrs = |cands: &[&str]| -> Vec<u128> {
+            cands
+                .iter()
+                .filter_map(|a| a.parse::<IpAddr>().ok())
+                .filter(|a| a.is_ipv4() == (u.family == Family::V4))
+                .map(super::encode::ip_bits)
+                .collect()
+        };
+        if let Some(p) = tr.pkts.first() {
+            for a in addrs(&["203.0.113.7", "198.51.100.7", "192.0.2.7", "2001:db8:1::7"]) {
+                prefs.push(p.src.eq(bv(a, w)));
+            }
+            if u.hosts.is_empty() {
+                for a in addrs(&["192.0.2.1", "198.51.100.1", "203.0.113.1", "2001:db8::1"]) {
+                    prefs.push(p.dst.eq(bv(a, w)));
+                }
+            }
+        }
+        // Kept preferences stay asserted (one scope each); among alternatives for one
+        // field (address candidates) the first that fits wins and the rest fail.
+        for pref in &prefs {
+            solver.push();
+            solver.assert(pref);
+            if check(solver, &[], || "a natural witness".into())? {
+                continue;
+            }
+            solver.pop(1);
+        }
+        Ok(())
+    }
+
+    fn csv(&self, m: &Model, tr: &Trace, pre: usize) -> Result<String, VerifyError> {
         let bad =
             |what: &str| VerifyError::Unknown { what: format!("the witness's {what}"), reason: "no value".into() };
         let num = |x: &BV| -> Result<u128, VerifyError> {
@@ -544,7 +778,8 @@ impl Setup<'_> {
             } else {
                 (String::new(), String::new(), String::new())
             };
-            let iface = &self.u.ifaces.reps[num(&p.in_if)? as usize];
+            let class = num(&p.in_if)? as usize;
+            let iface = if class == self.u.iface_class("eth0") { "eth0" } else { &self.u.ifaces.reps[class] };
             let trav = &tr.travs[i];
             let mut verdict = "DROP";
             for (f, name) in [(Final::Accept, "ACCEPT"), (Final::Drop, "DROP"), (Final::Reject, "REJECT")] {
@@ -552,7 +787,13 @@ impl Setup<'_> {
                     verdict = name;
                 }
             }
-            let note = if i + 1 == n { "goal" } else { "" };
+            let note = if i + 1 == n {
+                "goal"
+            } else if i < pre {
+                "prefix"
+            } else {
+                ""
+            };
             writeln!(
                 out,
                 "{}.{:03},{},{},{pname},{sport},{dport},{flags},{ity},{icode},{iid},{iface},{},{},{verdict},{note}",
@@ -678,6 +919,15 @@ COMMIT
         let dports: Vec<&str> = w.csv.lines().skip(1).map(|l| l.split(',').nth(5).unwrap()).collect();
         assert_eq!(dports, ["1234", "2345", "3456", "22"], "{}", w.csv);
         assert!(w.csv.lines().last().unwrap().contains(",ACCEPT,goal"));
+        for row in w.csv.lines().skip(1) {
+            let f: Vec<&str> = row.split(',').collect();
+            // SYN, TTL 64, eth0, source ≥ 1024, a non-special source other than the destination.
+            assert_eq!((f[6], f[12], f[10]), ("S", "64", "eth0"), "{}", w.csv);
+            assert!(f[4].parse::<u16>().unwrap() >= 1024, "{}", w.csv);
+            let src: std::net::Ipv4Addr = f[1].parse().unwrap();
+            assert!(!matches!(src.octets()[0], 0 | 127 | 224..=255), "{}", w.csv);
+            assert_ne!(f[1], f[2], "{}", w.csv);
+        }
     }
 
     #[test]
@@ -715,6 +965,44 @@ COMMIT
         // Without the witness search the bucket is free (other senders share it).
         let r = run(&seed("rules.v4"), "possible DROP icmp", 4);
         assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("limit")), "{r:?}");
+    }
+
+    #[test]
+    fn a_blacklisted_source_regains_ssh_by_knocking() {
+        let r = run(&seed("rules.v4"), "possible ACCEPT tcp dport 22 from blacklisted", 4);
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        assert_eq!((w.packets, w.prefix), (4, 1), "{}", w.csv);
+        let rows: Vec<&str> = w.csv.lines().skip(1).collect();
+        assert!(rows[0].ends_with(",DROP,prefix"), "{}", w.csv);
+        let dports: Vec<&str> = rows[1..].iter().map(|l| l.split(',').nth(5).unwrap()).collect();
+        assert_eq!(dports, ["1234", "2345", "3456", "22"], "{}", w.csv);
+        // From the blacklisted state three packets are not enough either.
+        let r = run(&seed("rules.v4"), "possible ACCEPT tcp dport 22 from blacklisted", 3);
+        assert!(matches!(r.answer, Answer::NoneUpTo(3)), "{r:?}");
+        // knock3 cannot be entered without touching synflood or blacklist: no witness
+        // that replays, so UNKNOWN (and it says why).
+        let r = run(&seed("rules.v4"), "possible ACCEPT tcp dport 22 from in knock3", 2);
+        assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("no prefix")), "{r:?}");
+        // A table no rule uses is bad input.
+        let p = parse_property("possible ACCEPT tcp dport 22 from in nosuch", 0, 1).unwrap();
+        let parsed = crate::load(&seed("rules.v4"));
+        assert!(matches!(prove(&parsed.ruleset, &p, &ProveOptions::default()), Err(VerifyError::Input(_))));
+    }
+
+    #[test]
+    fn the_limiter_accepts_at_most_three_new_connections_a_minute() {
+        let r = run(LIMITER, "at most 3 ACCEPT tcp dport 22 ctstate NEW within 60s", 6);
+        assert!(matches!(r.answer, Answer::NoneUpTo(6)), "{r:?}");
+        assert_eq!(r.exit_code(Quant::AtMost(3)), 0);
+        // K is raised to N+1 at least.
+        let r = run(LIMITER, "at most 4 ACCEPT tcp dport 22 ctstate NEW within 60s", 2);
+        assert!(matches!(r.answer, Answer::NoneUpTo(5)), "{r:?}");
+        // Over 200 s the window frees up: a fourth NEW connection 60 s after the first.
+        let r = run(LIMITER, "at most 3 ACCEPT tcp dport 22 ctstate NEW within 200s", 6);
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        assert_eq!(w.packets, 4, "{}", w.csv);
+        assert_eq!(r.exit_code(Quant::AtMost(3)), 1);
+        assert_eq!(w.csv.lines().filter(|l| l.contains(",S,") && l.contains(",ACCEPT,")).count(), 4, "{}", w.csv);
     }
 
     #[test]
