@@ -615,6 +615,9 @@ pub(crate) struct Pre {
     /// Per protocol class: the next rule after this one to look at (`Program::next` of
     /// the following index).
     pub after: [u32; 4],
+    /// False when the rule has no matches and its IP part is at most a protocol test
+    /// that its protocol class decides: reaching it (`Program::next`) means it matches.
+    pub full: bool,
 }
 
 /// A run of consecutive rules of one chain, from some rule to `end`, that all test one
@@ -748,7 +751,22 @@ fn pre_of(p: &Program, r: &CRule) -> Pre {
         tests: 0,
         run: u32::MAX,
         after: [0; 4],
+        full: true,
     };
+    let ip = &r.ip;
+    let proto_exact = ip.proto.is_none_or(|p| {
+        !p.inv && matches!(p.val, crate::packet::proto::TCP | crate::packet::proto::UDP | crate::packet::proto::ICMP)
+    });
+    if proto_exact
+        && ip.src.is_none()
+        && ip.dst.is_none()
+        && ip.in_iface.is_none()
+        && ip.out_iface.is_none()
+        && ip.fragment.is_none()
+        && r.matches.0 == r.matches.1
+    {
+        pre.full = false;
+    }
     // As `Cidr::contains`: `(a & mask) == addr`, the address unmasked.
     if let Some((net, mask, inv)) = v4_test(&r.ip.src) {
         (pre.src_net, pre.src_mask) = (net, mask);
@@ -849,7 +867,12 @@ fn pre_of(p: &Program, r: &CRule) -> Pre {
             | CMatch::Connlimit { .. } => break,
         }
     }
-    if pre.src_mask != 0 || pre.src_net != 0 || pre.dst_mask != 0 || pre.dst_net != 0 || pre.inv & (INV_SRC | INV_DST) != 0 {
+    if pre.src_mask != 0
+        || pre.src_net != 0
+        || pre.dst_mask != 0
+        || pre.dst_net != 0
+        || pre.inv & (INV_SRC | INV_DST) != 0
+    {
         pre.tests |= T_ADDR;
     }
     if pre.sport != (0, u16::MAX) || pre.dport != (0, u16::MAX) || pre.inv & (INV_SPORT | INV_DPORT) != 0 {

@@ -655,8 +655,9 @@ impl Engine {
                 }
             }
             let rule = &self.prog.rules[i as usize];
-            if !ip_match(rule, pkt, cx)
-                || !eval_matches(&self.prog, &mut self.st, &self.conntrack, rule, pkt, cx, hook, *mark)
+            if pre[i as usize].full
+                && (!ip_match(rule, pkt, cx)
+                    || !eval_matches(&self.prog, &mut self.st, &self.conntrack, rule, pkt, cx, hook, *mark))
             {
                 if self.st.hotdrop {
                     self.st.hotdrop = false;
