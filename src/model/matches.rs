@@ -649,6 +649,26 @@ pub struct Conntrack {
     pub dir: Option<CtDir>,
 }
 
+impl Conntrack {
+    /// True when the match tests the connection itself (protocol, tuples, status, expiry,
+    /// direction), not only `--ctstate`. Without a connection the kernel evaluates only the
+    /// state test (`conntrack_mt`).
+    pub fn tests_connection(&self) -> bool {
+        self.proto.is_some()
+            || self.orig_src.is_some()
+            || self.orig_dst.is_some()
+            || self.repl_src.is_some()
+            || self.repl_dst.is_some()
+            || self.orig_src_port.is_some()
+            || self.orig_dst_port.is_some()
+            || self.repl_src_port.is_some()
+            || self.repl_dst_port.is_some()
+            || self.status.is_some()
+            || self.expire.is_some()
+            || self.dir.is_some()
+    }
+}
+
 impl fmt::Display for Conntrack {
     /// Order of libxt_conntrack's `conntrack_dump` (SEMANTICS.md §1.5).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

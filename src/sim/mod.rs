@@ -865,18 +865,7 @@ fn ct_match(m: &crate::model::matches::Conntrack, ct: &Conntrack, cx: &Cx, _pkt:
             return false;
         }
     }
-    let tests_beyond_state = m.proto.is_some()
-        || m.orig_src.is_some()
-        || m.orig_dst.is_some()
-        || m.repl_src.is_some()
-        || m.repl_dst.is_some()
-        || m.orig_src_port.is_some()
-        || m.orig_dst_port.is_some()
-        || m.repl_src_port.is_some()
-        || m.repl_dst_port.is_some()
-        || m.status.is_some()
-        || m.expire.is_some()
-        || m.dir.is_some();
+    let tests_beyond_state = m.tests_connection();
     let Some(c) = conn else {
         // Without a connection only the state test is evaluated: `conntrack_mt` returns
         // `match_flags & XT_CONNTRACK_STATE` (true when a state test was given and passed).

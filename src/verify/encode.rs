@@ -779,18 +779,7 @@ fn conntrack_match(p: &SymPacket, m: &Conntrack) -> MatchEnc {
         Some(s) => neg(p.ct_in(s.val), s.inv),
         None => Bool::from_bool(true),
     };
-    let others = m.proto.is_some()
-        || m.orig_src.is_some()
-        || m.orig_dst.is_some()
-        || m.repl_src.is_some()
-        || m.repl_dst.is_some()
-        || m.orig_src_port.is_some()
-        || m.orig_dst_port.is_some()
-        || m.repl_src_port.is_some()
-        || m.repl_dst_port.is_some()
-        || m.status.is_some()
-        || m.expire.is_some()
-        || m.dir.is_some();
+    let others = m.tests_connection();
     if !others {
         return MatchEnc::Exact(state);
     }
