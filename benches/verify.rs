@@ -1,10 +1,13 @@
 //! Verifier speed: reachability plus shadowing (`verify::stateless::analyze`) on a
 //! generated 1,000-rule ruleset, on the largest corpus file
-//! (`ext_kr_geo_allowlist.v4`, 2,751 rules) and on the seed ruleset; and one
-//! `verify::query` on the seed ruleset.
+//! (`ext_kr_geo_allowlist.v4`, 2,751 rules) and on the seed ruleset; one
+//! `verify::query` on the seed ruleset; and `verify::prove` on each seed property of
+//! issue #4 ([`PROVE`]: the knock on the seed ruleset, a blacklisted source regaining
+//! SSH, the naive chain, the SSH brute-force limiter), at the CLI's default K.
 //!
 //! `cargo bench --bench verify` prints a Markdown table for BENCHMARKS.md
-//! (`cargo bench --bench verify -- N` for another generated size).
+//! (`cargo bench --bench verify -- N` for another generated size, `-- prove` for the
+//! `prove` rows only).
 //!
 //! A plain `main`, as in `benches/sim.rs`: each sample is seconds of solver work on a
 //! fresh encoding, and the figure wanted is the median CPU time of a few samples.
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 mod support;
 
 use fwverify::verify::property::parse_property;
+use fwverify::verify::prove::{prove, ProveOptions};
 use fwverify::verify::query::{query, QueryOptions};
 use fwverify::verify::stateless::{analyze, Options};
 use fwverify::verify::traverse::Final;
@@ -31,13 +35,20 @@ fn main() {
         std::fs::write(p, &big).expect("write the generated ruleset");
     }
     let mut rows = Vec::new();
-    rows.push(stateless_row(&format!("generated ruleset ({n} rules)"), &big));
-    match std::fs::read_to_string(&corpus) {
-        Ok(text) => rows.push(stateless_row("corpus ext_kr_geo_allowlist.v4", &text)),
-        Err(e) => eprintln!("skipping {}: {e}", corpus.display()),
+    if !std::env::args().any(|a| a == "prove") {
+        rows.push(stateless_row(&format!("generated ruleset ({n} rules)"), &big));
+        match std::fs::read_to_string(&corpus) {
+            Ok(text) => rows.push(stateless_row("corpus ext_kr_geo_allowlist.v4", &text)),
+            Err(e) => eprintln!("skipping {}: {e}", corpus.display()),
+        }
+        rows.push(stateless_row("seed rules.v4", &seed));
+        rows.push(query_row("seed rules.v4: query `ACCEPT tcp dport 22`", &seed, "ACCEPT tcp dport 22"));
     }
-    rows.push(stateless_row("seed rules.v4", &seed));
-    rows.push(query_row("seed rules.v4: query `ACCEPT tcp dport 22`", &seed, "ACCEPT tcp dport 22"));
+    for (file, prop) in PROVE {
+        let text = std::fs::read_to_string(root.join(file)).expect("a seed ruleset");
+        let name = Path::new(file).file_name().expect("file name").to_string_lossy();
+        rows.push(prove_row(&format!("{name}: prove `{prop}`"), &text, prop));
+    }
     println!("\n| what | rules | findings | CPU time (median of 3) | wall |");
     println!("|---|---:|---|---:|---:|");
     for r in rows {
@@ -46,6 +57,21 @@ fn main() {
 }
 
 type Row = (String, usize, String, Duration, Duration);
+
+/// The seed properties of issue #4 (ruleset relative to the crate root, property), timed
+/// with `verify::prove` at the default K (`DEFAULT_K`; `at most N` raises it to N+1).
+/// The `scan` properties join this list when the scan attacker lands.
+const PROVE: &[(&str, &str)] = &[
+    ("scenarios/seed/rules.v4", "possible ACCEPT tcp dport 22"),
+    ("scenarios/seed/rules.v4", "possible ACCEPT tcp dport 22 from blacklisted"),
+    ("scenarios/seed/naive.v4", "never ACCEPT tcp dport 22"),
+    ("tests/data/prove/ssh-limiter.v4", "never ACCEPT tcp dport 22 ctstate INVALID"),
+    ("tests/data/prove/ssh-limiter.v4", "at most 3 ACCEPT tcp dport 22 ctstate NEW within 60s"),
+    // `sources N`: the limiter bypassed by a second address; a knock shared by a /24.
+    ("tests/data/prove/ssh-limiter.v4", "at most 3 ACCEPT tcp dport 22 ctstate NEW within 60s under sources 2"),
+    ("tests/data/prove/subnet-knock.v4", "possible ACCEPT tcp dport 22 under sources 2"),
+    ("scenarios/seed/rules.v4", "never ACCEPT tcp dport 22 ctstate INVALID under sources 6"),
+];
 
 /// Samples per figure (`FWV_BENCH_SAMPLES`, default 3).
 fn samples() -> usize {
@@ -87,6 +113,23 @@ fn query_row(what: &str, text: &str, q: &str) -> Row {
     }
     let (cpu, wall) = median(taken);
     (what.to_string(), parsed.ruleset.rule_count(), format!("{found} class(es)"), cpu, wall)
+}
+
+fn prove_row(what: &str, text: &str, prop: &str) -> Row {
+    let parsed = fwverify::load(text);
+    assert!(!parsed.has_errors(), "{what} loads");
+    let p = parse_property(prop, 0, 1).expect("the property parses");
+    let mut taken = Vec::new();
+    let mut answer = String::new();
+    for _ in 0..samples() {
+        let clock = Clock::start();
+        let r = prove(&parsed.ruleset, &p, &ProveOptions::default()).expect("prove answers");
+        taken.push(clock.elapsed());
+        answer = r.headline(p.quant);
+    }
+    eprintln!("{what}: {answer}");
+    let (cpu, wall) = median(taken);
+    (what.to_string(), parsed.ruleset.rule_count(), answer, cpu, wall)
 }
 
 /// A ruleset of `n` rules in the style of a large hand-written firewall (as in

@@ -1,8 +1,18 @@
-//! `fwverify prove`: bounded model checking with the `any` attacker. Every witness it
-//! prints is written with `--counterexample` and replayed here with `fwverify check
-//! --scenario` (every row carries `expect`, the goal packet last).
+//! `fwverify prove`: bounded model checking with the `any` and `sources N` attackers.
+//! Every witness it prints is written with `--counterexample` and replayed here with
+//! `fwverify check --scenario` (every row carries `expect`, the goal packet last), and
+//! through the kernel backend (`check --backend kernel --format json`: every row, the goal
+//! row checked by name, gets the verdict the witness says; `conform`: no disagreement with
+//! the simulator in verdicts, paths, replies, recent tables or counters). The kernel
+//! replays in real time (the longest witness here spans 61 s), its two runs in parallel.
+//! Without root, `/dev/net/tun` or iptables-legacy the kernel part prints `SKIPPED …` and
+//! the test passes, unless `CI` is set.
+
+use std::process::{Command, Output};
 
 use assert_cmd::cargo::cargo_bin_cmd;
+
+use crate::common::skip_or_fail;
 
 fn seed(name: &str) -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed").join(name).to_string_lossy().into_owned()
@@ -21,24 +31,78 @@ fn fwverify(args: &[&str]) -> (i32, String) {
 /// Proves `prop`, writes the witness, replays it with `check`; returns the exit status,
 /// the output and the witness rows.
 fn prove_and_replay(rules: &str, prop: &str, k: &str, want: i32) -> (String, Vec<String>) {
+    prove_and_replay_with(rules, prop, k, want, &[])
+}
+
+/// [`prove_and_replay`] with more arguments (`--host`, `--listen`) for `prove`, `check`
+/// and the kernel replay.
+fn prove_and_replay_with(rules: &str, prop: &str, k: &str, want: i32, args: &[&str]) -> (String, Vec<String>) {
     let dir = std::env::temp_dir().join(format!("fwverify-prove-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let base = std::path::Path::new(rules).file_stem().unwrap().to_string_lossy().into_owned();
     let tag: String = prop.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let csv = dir.join(format!("{base}-{tag}-k{k}.csv"));
     let csv_s = csv.to_string_lossy().into_owned();
-    let (code, out) = fwverify(&["prove", rules, "--prop", prop, "--k", k, "--counterexample", &csv_s]);
+    let mut cmd = vec!["prove", rules, "--prop", prop, "--k", k, "--counterexample", &csv_s];
+    cmd.extend_from_slice(args);
+    let (code, out) = fwverify(&cmd);
     assert_eq!(code, want, "{out}");
     assert!(out.contains("replayed through the simulator"), "{out}");
-    let (c, replay) = fwverify(&["check", rules, "--scenario", &csv_s, "--format", "summary"]);
+    let mut cmd = vec!["check", rules, "--scenario", &csv_s, "--format", "summary"];
+    cmd.extend_from_slice(args);
+    let (c, replay) = fwverify(&cmd);
     assert_eq!(c, 0, "the witness replays with `check`: {replay}");
     assert!(replay.contains("0 failed"), "{replay}");
     let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().skip(1).map(String::from).collect();
+    kernel_replay(rules, &csv_s, args, &rows);
     let _ = std::fs::remove_file(&csv);
     for r in &rows {
         assert_real(r);
     }
     (out, rows)
+}
+
+/// The reason the kernel backend cannot run, when `out` says so (as in `conform.rs`).
+fn kernel_missing(out: &Output) -> Option<String> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reason = stderr.lines().find_map(|l| l.strip_prefix("fwverify: the kernel backend needs "))?;
+    (out.status.code() == Some(2)).then(|| format!("the kernel backend needs {reason}"))
+}
+
+/// Replays the witness `csv` (with `rows`, header skipped) through the kernel backend:
+/// `check --backend kernel --format json` must give every row its `expect` and the goal
+/// row (the last) the witness's verdict, and `conform` must find no disagreement with the
+/// simulator. Both run at once, in real time, one namespace each.
+fn kernel_replay(rules: &str, csv: &str, args: &[&str], rows: &[String]) {
+    let run = |sub: Vec<&str>| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_fwverify")).args(sub).args(args).output().expect("running fwverify")
+    };
+    let (check, conform) = std::thread::scope(|s| {
+        let check = s.spawn(|| run(vec!["check", "--backend", "kernel", rules, "--scenario", csv, "--format", "json"]));
+        let conform = s.spawn(|| run(vec!["conform", rules, "--scenario", csv]));
+        (check.join().expect("check thread"), conform.join().expect("conform thread"))
+    });
+    for out in [&check, &conform] {
+        if let Some(reason) = kernel_missing(out) {
+            skip_or_fail("kernel replay of prove witnesses", &reason);
+            return;
+        }
+    }
+    let text = |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let witness = rows.join("\n");
+    assert_eq!(check.status.code(), Some(0), "the kernel gives every row its verdict:\n{witness}\n{}", text(&check));
+    let json: serde_json::Value = serde_json::from_slice(&check.stdout).expect("check --format json");
+    let packets = json["scenarios"][0]["packets"].as_array().expect("packets");
+    assert_eq!(packets.len(), rows.len(), "{}", text(&check));
+    let goal = rows.last().expect("a goal row");
+    let kernel = packets.last().expect("a goal packet")["verdict"].as_str().expect("verdict");
+    assert_eq!(kernel, field(goal, 13), "the goal packet in the kernel:\n{witness}\n{}", text(&check));
+    assert!(packets.iter().all(|p| p["ok"] == true), "{}", text(&check));
+    let out = text(&conform);
+    assert!(
+        conform.status.success() && out.lines().any(|l| l.ends_with(" rows: 0 disagreements")),
+        "simulator and kernel disagree on the witness:\n{witness}\n{out}"
+    );
 }
 
 fn field(row: &str, i: usize) -> &str {
@@ -80,30 +144,11 @@ fn the_seed_knock_opens_ssh() {
 
 #[test]
 fn witnesses_go_to_the_given_host_address() {
-    let dir = std::env::temp_dir().join(format!("fwverify-prove-host-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let csv = dir.join("knock.csv");
-    let csv_s = csv.to_string_lossy().into_owned();
-    let (code, out) = fwverify(&[
-        "prove",
-        &seed("rules.v4"),
-        "--prop",
-        "possible ACCEPT tcp dport 22",
-        "--host",
-        "198.51.100.20",
-        "--counterexample",
-        &csv_s,
-    ]);
-    assert_eq!(code, 0, "{out}");
-    let text = std::fs::read_to_string(&csv).unwrap();
-    for r in text.lines().skip(1) {
-        assert_real(r);
+    let (out, rows) =
+        prove_and_replay_with(&seed("rules.v4"), "possible ACCEPT tcp dport 22", "6", 0, &["--host", "198.51.100.20"]);
+    for r in &rows {
         assert_eq!(field(r, 2), "198.51.100.20", "{out}");
     }
-    let (c, replay) =
-        fwverify(&["check", &seed("rules.v4"), "--scenario", &csv_s, "--host", "198.51.100.20", "--format", "summary"]);
-    assert_eq!(c, 0, "{replay}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -176,10 +221,77 @@ fn the_limiter_accepts_at_most_three_new_connections_a_minute() {
 }
 
 #[test]
+fn two_sources_get_past_the_per_source_limiter() {
+    let limiter = data("ssh-limiter.v4");
+    let prop = "at most 3 ACCEPT tcp dport 22 ctstate NEW within 60s";
+    let (code, out) = fwverify(&["prove", &limiter, "--prop", &format!("{prop} under sources 1"), "--k", "6"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("PROVED up to 6 packets (bounded)"), "{out}");
+    let (out, rows) = prove_and_replay(&limiter, &format!("{prop} under sources 2"), "6", 1);
+    assert!(out.contains("FALSIFIED: counterexample of 4 packets"), "{out}");
+    assert!(out.contains("never evict an entry"), "{out}");
+    let srcs: std::collections::BTreeSet<&str> = rows.iter().map(|r| field(r, 1)).collect();
+    assert_eq!(srcs.len(), 2, "{out}");
+    for r in &rows {
+        assert_eq!((field(r, 5), field(r, 6), field(r, 13)), ("22", "S", "ACCEPT"), "{out}");
+    }
+}
+
+#[test]
+fn a_subnet_knock_takes_two_cooperating_sources() {
+    let rules = data("subnet-knock.v4");
+    let (code, out) = fwverify(&["prove", &rules, "--prop", "possible ACCEPT tcp dport 22", "--k", "4"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("IMPOSSIBLE up to 4 packets (bounded)"), "{out}");
+    let (out, rows) = prove_and_replay(&rules, "possible ACCEPT tcp dport 22 under sources 2", "4", 0);
+    assert!(out.contains("POSSIBLE: witness of 2 packets"), "{out}");
+    // One address knocks, another of its /24 connects.
+    assert_eq!((field(&rows[0], 5), field(&rows[1], 5)), ("1234", "22"), "{out}");
+    assert_ne!(field(&rows[0], 1), field(&rows[1], 1), "{out}");
+}
+
+#[test]
 fn unimplemented_attackers_answer_unknown() {
-    let (code, out) = fwverify(&["prove", &seed("rules.v4"), "--prop", "never ACCEPT tcp dport 22 under scan"]);
+    let (code, out) = fwverify(&["prove", &seed("rules.v4"), "--prop", "never ACCEPT tcp dport 22 under flood"]);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("UNKNOWN: scan attacker not implemented yet"), "{out}");
+    assert!(out.contains("UNKNOWN: flood attacker not implemented yet"), "{out}");
+}
+
+#[test]
+fn no_scan_unlocks_the_corrected_seed() {
+    let (code, out) = fwverify(&["prove", &seed("rules.v4"), "--prop", "never ACCEPT tcp dport 22 under scan"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("never ACCEPT tcp dport 22 under scan: PROVED (unbounded)"), "{out}");
+    assert!(out.contains("unbounded: every sequential TCP SYN scan (any first port, any length, any constant rate)"));
+}
+
+#[test]
+fn a_fast_scan_unlocks_the_naive_chain() {
+    // The whole scan (1234..=3456 at a round rate above the threshold) and the SSH SYN,
+    // replayed by `check` and in the kernel (about 12 s of real time).
+    let (out, rows) = prove_and_replay(&seed("naive.v4"), "never ACCEPT tcp dport 22 under scan", "6", 1);
+    assert!(out.contains("FALSIFIED: counterexample of 2224 packets"), "{out}");
+    assert!(out.contains("scan: ports 1234-3456 (2223 SYNs)"), "{out}");
+    // 1111 ports between knocks in a 10 s window: about 111 ports/s.
+    let th = out.lines().find_map(|l| l.trim().strip_prefix("threshold rate: about ")).expect("a threshold");
+    let rate: f64 = th.split(' ').next().unwrap().parse().unwrap();
+    assert!((110.9..111.2).contains(&rate), "{out}");
+    assert_eq!(rows.len(), 2224);
+    assert!(field(&rows[0], 14).starts_with("scan of ports 1234-3456 at "), "{}", rows[0]);
+    let goal = rows.last().unwrap();
+    assert_eq!((field(goal, 5), field(goal, 13)), ("22", "ACCEPT"));
+    // Slower scans cannot do it.
+    let (code, out) =
+        fwverify(&["prove", &seed("naive.v4"), "--prop", "never ACCEPT tcp dport 22 under scan rate 1-110"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("PROVED (unbounded)"), "{out}");
+}
+
+#[test]
+fn a_scan_unlocks_consecutive_knock_ports() {
+    let (out, rows) = prove_and_replay(&data("consecutive.v4"), "never ACCEPT tcp dport 22 under scan", "6", 1);
+    let dports: Vec<&str> = rows.iter().map(|r| field(r, 5)).collect();
+    assert_eq!(dports, ["1234", "1235", "1236", "22"], "{out}");
 }
 
 #[test]

@@ -26,9 +26,19 @@ Properties (one per --prop, or one per line of a --props file, `#` comments):
                                                 the witness begins with `prefix` rows that
                                                 put it there
 
-The `any` attacker is implemented (every field of every packet and every gap symbolic, one
-source address); `scan`, `flood` and `sources N` answer UNKNOWN. Results are bounded:
-`PROVED up to K packets`, `IMPOSSIBLE up to K packets`. Witness packets are ones a real
+Attackers (`under …`):
+  any (default)   every field of every packet and every gap symbolic, one source address;
+                  results are bounded: `PROVED up to K packets`, `IMPOSSIBLE up to K packets`
+  sources N       the same with N cooperating addresses (recent tables per address; the
+                  answer says why no entry can be evicted within K packets)
+  scan [rate LO-HI]
+                  a sequential TCP SYN scan (consecutive destination ports ascending from
+                  any first port, any length up to all 65,535, one constant rate, by
+                  default any) and then the goal packet; answers hold for every such scan
+                  (`PROVED (unbounded)`); a counterexample is the whole scan, with its rate
+                  and the threshold rate
+  flood           answers UNKNOWN (not implemented yet)
+ Witness packets are ones a real
 host delivers (a non-special source other than the destination, a --host address or one
 fixed unicast destination, eth0, TCP SYN, TTL 64 where the rules allow). Every witness is
 replayed through the simulator before it is printed.
@@ -36,6 +46,7 @@ replayed through the simulator before it is printed.
 Examples:
   fwverify prove rules.v4 --prop 'possible ACCEPT tcp dport 22' --counterexample knock.csv
   fwverify prove rules.v4 --prop 'never ACCEPT tcp dport 22 ctstate INVALID' --k 8
+  fwverify prove rules.v4 --prop 'never ACCEPT tcp dport 22 under scan'
 
 Exit status: 0 every property holds (never: proved up to K; possible: witness found), 1 one
 does not, 2 invalid input, 3 unknown.")]
@@ -126,8 +137,23 @@ pub(super) fn run(
         writeln!(out, "{}: {}", p.text, r.headline(p.quant))?;
         if let Answer::Witness(w) = &r.answer {
             writeln!(out, "  replayed through the simulator: every verdict agrees")?;
-            for line in w.csv.lines() {
-                writeln!(out, "  {line}")?;
+            for i in &r.info {
+                writeln!(out, "  {i}")?;
+            }
+            // Long witnesses (scans): the header, the first and the last rows.
+            let lines: Vec<&str> = w.csv.lines().collect();
+            if lines.len() <= 41 {
+                for line in &lines {
+                    writeln!(out, "  {line}")?;
+                }
+            } else {
+                for line in &lines[..11] {
+                    writeln!(out, "  {line}")?;
+                }
+                writeln!(out, "  … {} more rows (all in the --counterexample file) …", lines.len() - 21)?;
+                for line in &lines[lines.len() - 10..] {
+                    writeln!(out, "  {line}")?;
+                }
             }
             if let Some(path) = &a.counterexample {
                 let path = numbered(path, i, total);
@@ -135,13 +161,25 @@ pub(super) fn run(
                 writeln!(out, "  written to {}", path.display())?;
             }
         }
-        if matches!(r.answer, Answer::NoneUpTo(_)) {
+        if let Answer::NoneAtAll(scope) = &r.answer {
+            writeln!(out, "  unbounded: {scope}")?;
+            for i in &r.info {
+                writeln!(out, "  {i}")?;
+            }
+        }
+        if let Answer::NoneUpTo(k) = r.answer {
+            let from = match p.attacker {
+                crate::verify::property::Attacker::Sources(n) if n > 1 => format!("from up to {n} cooperating sources"),
+                _ => "from one source".to_string(),
+            };
             writeln!(
                 out,
-                "  bounded: traces of at most {} packets from one source; conntrack: a packet is the first of its \
+                "  bounded: traces of at most {k} packets {from}; conntrack: a packet is the first of its \
                  connection unless an earlier one of the same connection was accepted",
-                a.k
             )?;
+            for i in &r.info {
+                writeln!(out, "  {i}")?;
+            }
         }
         for n in &r.notes {
             writeln!(out, "  over-approximated: {n}")?;

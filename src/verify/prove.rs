@@ -1,6 +1,8 @@
 //! `fwverify prove`: bounded model checking of a property over every trace of at most K
-//! packets from one attacker source (the `any` attacker): `never`, `possible`, `at most
-//! N`, optionally `within T` and `from NAME`.
+//! packets from one attacker source (the `any` attacker) or from N cooperating sources
+//! (`under sources N`): `never`, `possible`, `at most N`, optionally `within T` and
+//! `from NAME`. The `scan` attacker (every sequential SYN scan at once, unbounded) is in
+//! `prove/scan.rs`.
 //!
 //! ## The encoding
 //!
@@ -14,7 +16,7 @@
 //! exactly under that condition (short-circuit evaluation).
 //!
 //! Per recent table (for the attacker's address; one source, so `--mask` does not
-//! matter): `present`, the newest `H` stamps newest first, and their count capped at `H`
+//! matter; `sources N`: per address, below): `present`, the newest `H` stamps newest first, and their count capped at `H`
 //! (`H` = the largest `--hitcount` of the table's rules, at least 1). Times never
 //! decrease, so the stamps within a `--seconds` window are a prefix of that list, and
 //! `--hitcount h` holds exactly when at least `h` stamps are kept and the `h`-th newest is
@@ -70,6 +72,33 @@
 //! counts; a trace falsifies the property when N+1 counted packets fall in one window of
 //! T (from a counted packet on; no `within`: the whole trace). K is raised to N+1.
 //!
+//! ## `sources N`
+//!
+//! Every packet's source is one of `M = min(N, K (+1 with a prefix))` symbolic addresses,
+//! pairwise distinct (a trace of K packets uses no more than K, so M slots represent every
+//! trace of N sources exactly); in witnesses each address is realistic like any witness
+//! source. Every recent table keeps one `RState` per address slot: a `-m recent`
+//! evaluation reads the slot of the packet's own address and updates every slot whose
+//! address has the same key under the table's `--mask` (so the slots of one key stay
+//! equal, as the kernel's one entry for that key); a table used with two different masks
+//! is UNKNOWN under several sources. `-m limit` buckets are shared by all sources (one
+//! bucket per rule, as in the kernel). The over-approximating conntrack search also
+//! requires the same source for a packet to belong to an earlier accepted connection.
+//! `at most N` counts the goal packets of all sources together (a per-source limiter is
+//! bypassed by a second address). `from NAME`: the first address starts in the tables (with
+//! every address of its key), the prefix is sent from it, and the goal packets must come
+//! from it; the other addresses start empty and help.
+//!
+//! Capacity: xt_recent keeps `ip_list_tot` (100) entries per table and evicts the least
+//! recently used one when a new address needs an entry (SEMANTICS.md §3,
+//! `sim::recent`). A table holds at most M of the attacker's entries (the addresses that
+//! reach it), so while M ≤ 100 no entry of the attacker is ever evicted by its own packets:
+//! the answer says so ([`Proved::info`]), with N ≤ 100 as "the attacker alone never
+//! evicts", with N > 100 as "eviction takes more than 100 sources' packets, beyond the
+//! bound K". A bound with M > 100 (only through the library; the CLI's K is at most 64)
+//! answers UNKNOWN (LRU eviction is not encoded). Assumption, as for one source: no
+//! other sender's packets fill the tables.
+//!
 //! Every witness is replayed through [`crate::sim::Engine`]; when the replay disagrees
 //! the answer is UNKNOWN.
 
@@ -89,6 +118,8 @@ use crate::model::matches::{RecentMode, RecentSide};
 use crate::model::{Family, Hook, Match, Ruleset, TableName};
 use crate::packet::FlagLetters;
 use crate::sim::Verdict;
+
+mod scan;
 
 /// Timer frequency of the encoding and of the replay.
 pub const HZ: u32 = 250;
@@ -134,6 +165,9 @@ pub enum Answer {
     Witness(Witness),
     /// No trace of at most this many packets does it.
     NoneUpTo(usize),
+    /// No trace of the attacker model does it, whatever its length (the scope says
+    /// which traces, e.g. every sequential scan).
+    NoneAtAll(String),
     /// Not decided, and why.
     Unknown(String),
 }
@@ -145,6 +179,9 @@ pub struct Proved {
     pub answer: Answer,
     /// Over-approximations used (rules whose matches were left free).
     pub notes: Vec<String>,
+    /// Facts about the answer worth a line each (e.g. a scan witness's rate and the
+    /// threshold rate).
+    pub info: Vec<String>,
 }
 
 impl Proved {
@@ -152,7 +189,8 @@ impl Proved {
     pub fn exit_code(&self, q: Quant) -> u8 {
         match (&self.answer, q) {
             (Answer::Unknown(_), _) => 3,
-            (Answer::Witness(_), Quant::Possible) | (Answer::NoneUpTo(_), Quant::Never | Quant::AtMost(_)) => 0,
+            (Answer::Witness(_), Quant::Possible)
+            | (Answer::NoneUpTo(_) | Answer::NoneAtAll(_), Quant::Never | Quant::AtMost(_)) => 0,
             _ => 1,
         }
     }
@@ -177,12 +215,14 @@ impl Proved {
             (Answer::Witness(w), _) => format!("POSSIBLE: witness of {} packets", w.packets),
             (Answer::NoneUpTo(k), Quant::Never | Quant::AtMost(_)) => format!("PROVED up to {k} packets (bounded)"),
             (Answer::NoneUpTo(k), _) => format!("IMPOSSIBLE up to {k} packets (bounded)"),
+            (Answer::NoneAtAll(_), Quant::Never | Quant::AtMost(_)) => "PROVED (unbounded)".to_string(),
+            (Answer::NoneAtAll(_), _) => "IMPOSSIBLE (unbounded)".to_string(),
         }
     }
 }
 
 fn unknown(why: impl Into<String>) -> Proved {
-    Proved { answer: Answer::Unknown(why.into()), notes: Vec::new() }
+    Proved { answer: Answer::Unknown(why.into()), notes: Vec::new(), info: Vec::new() }
 }
 
 /// State of one recent table for the attacker's address.
@@ -243,9 +283,10 @@ enum Mode {
 pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Proved, VerifyError> {
     match prop.attacker {
         Attacker::Any => {}
-        Attacker::Scan { .. } => return Ok(unknown("scan attacker not implemented yet")),
+        Attacker::Scan { .. } => {}
         Attacker::Flood => return Ok(unknown("flood attacker not implemented yet")),
-        Attacker::Sources(_) => return Ok(unknown("`sources N` attacker not implemented yet")),
+        Attacker::Sources(0) => return Err(VerifyError::Input("`sources N` needs N ≥ 1".into())),
+        Attacker::Sources(_) => {}
     }
     if opts.k == 0 {
         return Err(VerifyError::Input("the bound K must be at least 1".into()));
@@ -311,6 +352,16 @@ pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Prove
     }
     let opts = &opts;
     let s = Setup { rs, u, table, depth, prop, opts };
+    if let Attacker::Scan { min_rate, max_rate } = prop.attacker {
+        return scan::prove_scan(&s, min_rate, max_rate);
+    }
+    let info = match prop.attacker {
+        Attacker::Sources(n) => match s.sources_check(n) {
+            Ok(info) => info,
+            Err(why) => return Ok(unknown(why)),
+        },
+        _ => Vec::new(),
+    };
     let mut notes = Vec::new();
     let mut no_prefix = false;
     // Phase 1: witnesses, shortest first; with `from …`, after the shortest prefix
@@ -329,13 +380,13 @@ pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Prove
     }
     if let Some((csv, n)) = found {
         let answer = match s.replay(&csv) {
-            Ok(()) => Answer::Witness(Witness { csv, packets: n, prefix: pre }),
+            Ok(_) => Answer::Witness(Witness { csv, packets: n, prefix: pre }),
             Err(why) => Answer::Unknown(format!(
                 "the solver's {n}-packet trace does not replay in the simulator ({why}); rules left free: {}",
                 if n1.is_empty() { "none".to_string() } else { n1.join("; ") }
             )),
         };
-        return Ok(Proved { answer, notes });
+        return Ok(Proved { answer, notes, info });
     }
     // Phase 2: no witness among first-packet traces; is there any trace at all?
     let (found, _) = s.search(Mode::Over, 0, &mut notes, &mut false)?;
@@ -352,7 +403,7 @@ pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Prove
             if notes.is_empty() { "none".to_string() } else { notes.join("; ") }
         )),
     };
-    Ok(Proved { answer, notes })
+    Ok(Proved { answer, notes, info })
 }
 
 fn final_of(v: Verdict) -> Final {
@@ -386,7 +437,13 @@ impl Setup<'_> {
         };
         let mut hits: Vec<Bool> = Vec::new();
         let mut tr = Trace { pkts: Vec::new(), times: Vec::new(), travs: Vec::new() };
-        let mut state: BTreeMap<String, RState> = self
+        // `sources N`: the attacker's addresses (pairwise distinct; every packet comes
+        // from one of them) and the state of each recent table per address (slot).
+        let slots = self.slots();
+        let tag = if mode == Mode::Witness { "w" } else { "o" };
+        let srcs = self.source_addrs(&solver, tag, slots);
+        let masks = self.recent_masks();
+        let mut state: BTreeMap<String, Vec<RState>> = self
             .depth
             .iter()
             .map(|(name, h)| {
@@ -395,7 +452,7 @@ impl Setup<'_> {
                     n: Int::from_u64(0),
                     stamps: (0..*h).map(|_| Int::from_u64(0)).collect(),
                 };
-                (name.clone(), st)
+                (name.clone(), vec![st; slots])
             })
             .collect();
         let mut free: Vec<String> = Vec::new();
@@ -403,7 +460,6 @@ impl Setup<'_> {
         let mut buckets: BTreeMap<(RuleRef, usize), (Int, Int)> = BTreeMap::new();
         let mut accepted: Vec<Bool> = Vec::new();
         let verdict = final_of(self.prop.verdict);
-        let tag = if mode == Mode::Witness { "w" } else { "o" };
         for i in 0..pre + self.opts.k {
             let p = SymPacket::new(&format!("{tag}{i}"), &self.u);
             let trav = Traversal::encode(self.rs, self.table, Hook::Input, &p, &self.u, StateModel::Any)?;
@@ -412,6 +468,13 @@ impl Setup<'_> {
             }
             solver.assert(&trav.entry);
             solver.assert(self.packet_constraints(&p, &tr, mode, &accepted));
+            if slots > 1 {
+                solver.assert(Bool::or(&srcs.iter().map(|a| p.src.eq(a)).collect::<Vec<_>>()));
+                if i < pre {
+                    // The prefix puts the first address into the tables of `from …`.
+                    solver.assert(p.src.eq(&srcs[0]));
+                }
+            }
             let t = Int::new_const(format!("{tag}{i}.time"));
             solver.assert(&match tr.times.last() {
                 Some(prev) => t.ge(prev),
@@ -436,7 +499,16 @@ impl Setup<'_> {
                     for j in 1..h {
                         solver.assert(st.stamps[j].le(&st.stamps[j - 1]));
                     }
-                    state.insert(name.clone(), st);
+                    // `sources N`: the first address is the one in the table (and every
+                    // address with the same key under the table's `--mask`).
+                    let empty = state[name][0].clone();
+                    let per_slot = (0..slots)
+                        .map(|j| match j {
+                            0 => st.clone(),
+                            _ => RState::ite(&self.same_key(&masks, name, &srcs[j], &srcs[0]), &st, &empty),
+                        })
+                        .collect();
+                    state.insert(name.clone(), per_slot);
                 }
             }
             if let (Some(w), None) = (self.prop.within, at_most) {
@@ -455,13 +527,28 @@ impl Setup<'_> {
                 match &rule.matches[su.index].m {
                     Match::Recent(rc) => {
                         let h = self.depth[&rc.name];
-                        let st = state[&rc.name].clone();
-                        let (value, after) = recent_eval(rc, &st, &t, h);
+                        let sts = state[&rc.name].clone();
+                        let (value, after) = if slots == 1 {
+                            let (value, after) = recent_eval(rc, &sts[0], &t, h);
+                            (value, vec![RState::ite(&guard, &after, &sts[0])])
+                        } else {
+                            // The packet reads its own address's entry and updates the
+                            // entry of every address with the same key.
+                            let mut values = Vec::new();
+                            let mut next = Vec::new();
+                            for (a, st) in srcs.iter().zip(&sts) {
+                                let (value, after) = recent_eval(rc, st, &t, h);
+                                values.push(Bool::and(&[p.src.eq(a), value]));
+                                let touch = Bool::and(&[guard.clone(), self.same_key(&masks, &rc.name, &p.src, a)]);
+                                next.push(RState::ite(&touch, &after, st));
+                            }
+                            (Bool::or(&values), next)
+                        };
                         if let Some(v) = &su.var {
                             solver.assert(v.eq(&value));
                             covered.push(v.clone());
                         }
-                        state.insert(rc.name.clone(), RState::ite(&guard, &after, &st));
+                        state.insert(rc.name.clone(), after);
                     }
                     Match::Limit(l) if mode == Mode::Witness => {
                         let key = (su.rule.clone(), su.index);
@@ -505,18 +592,31 @@ impl Setup<'_> {
                 }
             }
             accepted.push(trav.verdict(Final::Accept));
-            let goal = Bool::and(&[goal_condition(&self.prop.goal, &p, &self.u, Hook::Input), trav.verdict(verdict)]);
+            let mut goal =
+                Bool::and(&[goal_condition(&self.prop.goal, &p, &self.u, Hook::Input), trav.verdict(verdict)]);
+            if slots > 1 && !self.prop.initially_in.is_empty() {
+                // `from NAME under sources N`: the goal packets are the first address's
+                // (the one that starts in the tables); the others help.
+                goal = Bool::and(&[goal, p.src.eq(&srcs[0])]);
+            }
             tr.pkts.push(p);
             tr.times.push(t);
             tr.travs.push(trav);
             if i + 1 == pre {
                 // After the prefix: the attacker is in every table of `from …` and in no
                 // other (the initial state the property names).
-                for (name, st) in &state {
-                    if self.prop.initially_in.contains(name) {
-                        solver.assert(&st.present);
-                    } else {
-                        solver.assert(st.present.not());
+                // `sources N`: the first address (and those with its key); the
+                // other addresses are in no table.
+                for (name, sts) in &state {
+                    let held = self.prop.initially_in.contains(name);
+                    for (j, st) in sts.iter().enumerate() {
+                        let want = if held { st.present.clone() } else { st.present.not() };
+                        if j == 0 {
+                            solver.assert(&want);
+                        } else {
+                            let shared = self.same_key(&masks, name, &srcs[j], &srcs[0]);
+                            solver.assert(shared.ite(&want, &st.present.not()));
+                        }
                     }
                 }
                 if !check(&solver, &[], || "the prefix".into())? {
@@ -590,7 +690,7 @@ impl Setup<'_> {
         if let Some(lo) = u.ifaces.reps.iter().position(|r| r == "lo") {
             c.push(p.in_if.eq(bv(lo as u128, u.ifaces.width())).not());
         }
-        if let Some(first) = tr.pkts.first() {
+        if let (Some(first), 1) = (tr.pkts.first(), self.slots()) {
             c.push(p.src.eq(&first.src));
         }
         let first = p.first_packet_ct(u);
@@ -640,6 +740,7 @@ impl Setup<'_> {
                 };
                 for (q, acc) in tr.pkts.iter().zip(accepted) {
                     let same = Bool::and(&[
+                        p.src.eq(&q.src),
                         p.proto.eq(&q.proto),
                         p.sport.eq(&q.sport),
                         p.dport.eq(&q.dport),
@@ -694,6 +795,14 @@ impl Setup<'_> {
                 p.icmp_code.eq(bv(0, 8)),
             ])));
         }
+        if self.slots() > 1 {
+            // `sources N`: as few addresses as the trace allows (the first packet's).
+            if let Some(first) = tr.pkts.first() {
+                for p in &tr.pkts[1..] {
+                    prefs.push(p.src.eq(&first.src));
+                }
+            }
+        }
         let hz = Int::from_u64(HZ as u64);
         for pair in tr.times.windows(2) {
             let gap = Int::sub(&[&pair[1], &pair[0]]);
@@ -715,6 +824,21 @@ impl Setup<'_> {
             if u.hosts.is_empty() {
                 for a in addrs(&["192.0.2.1", "198.51.100.1", "203.0.113.1", "2001:db8::1"]) {
                     prefs.push(p.dst.eq(bv(a, w)));
+                }
+            }
+        }
+        if self.slots() > 1 {
+            // `sources N`: the other addresses 203.0.113.8, .9, … in order of appearance
+            // (the first that fits wins: an address already used fails for a packet of
+            // another source).
+            let cands: Vec<String> = (0..self.slots())
+                .flat_map(|j| [format!("203.0.113.{}", 7 + j), format!("2001:db8:1::{:x}", 7 + j)])
+                .collect();
+            let cands: Vec<&str> = cands.iter().map(String::as_str).collect();
+            let ours = addrs(&cands);
+            for p in tr.pkts.iter().skip(1) {
+                for a in &ours {
+                    prefs.push(p.src.eq(bv(*a, w)));
                 }
             }
         }
@@ -809,8 +933,9 @@ impl Setup<'_> {
         Ok(out)
     }
 
-    /// Replays a witness through the simulator: every row must get its `expect`.
-    fn replay(&self, csv: &str) -> Result<(), String> {
+    /// Replays a witness through the simulator: every row must get its `expect`; the
+    /// simulator's verdict of every row.
+    fn replay(&self, csv: &str) -> Result<Vec<Verdict>, String> {
         use crate::sim::{Engine, Ifaces, Outcome, SimConfig};
         let cfg = SimConfig {
             hz: HZ,
@@ -822,9 +947,11 @@ impl Setup<'_> {
             .map_err(|e| format!("the simulator cannot run this ruleset ({} unsupported rules)", e.len()))?;
         let mut trace = crate::trace::csv::CsvTrace::new("witness", csv.as_bytes()).map_err(|e| e.to_string())?;
         let mut out = Outcome::default();
+        let mut verdicts = Vec::new();
         while let Some(mut row) = trace.next_row().map_err(|e| e.to_string())? {
             row.pkt.iface = engine.iface(row.iface.as_str());
             engine.step(crate::trace::to_jiffies(row.time_ns, HZ), &row.pkt, &mut out);
+            verdicts.push(out.verdict);
             if let Some(e) = row.expect {
                 if e != out.verdict {
                     return Err(format!(
@@ -836,7 +963,131 @@ impl Setup<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(verdicts)
+    }
+}
+
+/// `sources N`: addresses, recent-table keys, table capacity.
+impl Setup<'_> {
+    /// Attacker addresses modelled: 1 for one source; under `sources N`, N but no more
+    /// than a trace can use (one per packet, the prefix's address included).
+    fn slots(&self) -> usize {
+        match self.prop.attacker {
+            Attacker::Sources(n) => {
+                let most = self.opts.k + usize::from(!self.prop.initially_in.is_empty());
+                (n as usize).clamp(1, most.max(1))
+            }
+            _ => 1,
+        }
+    }
+
+    /// The attacker's addresses under `sources N` (none for one source): pairwise
+    /// distinct.
+    fn source_addrs(&self, solver: &Solver, tag: &str, slots: usize) -> Vec<BV> {
+        if slots <= 1 {
+            return Vec::new();
+        }
+        let w = match self.u.family {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        };
+        let srcs: Vec<BV> = (0..slots).map(|j| BV::new_const(format!("{tag}.src{j}"), w)).collect();
+        for (j, a) in srcs.iter().enumerate() {
+            for b in &srcs[j + 1..] {
+                solver.assert(a.eq(b).not());
+            }
+        }
+        srcs
+    }
+
+    /// The `--mask` values the filter table's rules give each recent table.
+    fn recent_masks(&self) -> BTreeMap<String, Vec<u128>> {
+        let mut masks: BTreeMap<String, Vec<u128>> = BTreeMap::new();
+        for c in &self.rs.tables[self.table].chains {
+            for r in &c.rules {
+                for m in &r.matches {
+                    if let Match::Recent(rc) = &m.m {
+                        let v = masks.entry(rc.name.clone()).or_default();
+                        let bits = super::encode::ip_bits(rc.mask);
+                        if !v.contains(&bits) {
+                            v.push(bits);
+                        }
+                    }
+                }
+            }
+        }
+        masks
+    }
+
+    /// Whether `x` and `y` share an entry of recent table `name` (equal under its mask;
+    /// [`Setup::sources_check`] makes sure a table has one mask).
+    fn same_key(&self, masks: &BTreeMap<String, Vec<u128>>, name: &str, x: &BV, y: &BV) -> Bool {
+        let w = x.get_size();
+        let full = if w == 128 { u128::MAX } else { (1u128 << w) - 1 };
+        match masks.get(name).and_then(|m| m.first()) {
+            Some(&m) if m & full != full => {
+                let m = bv(m & full, w);
+                x.bvand(&m).eq(y.bvand(&m))
+            }
+            _ => x.eq(y),
+        }
+    }
+
+    /// `sources N`: what the encoding cannot represent (UNKNOWN), else what the answer
+    /// rests on about the tables' capacity.
+    fn sources_check(&self, n: u32) -> Result<Vec<String>, String> {
+        let slots = self.slots();
+        let cap = crate::sim::SimConfig::default().ip_list_tot;
+        for (name, m) in self.recent_masks() {
+            if m.len() > 1 && slots > 1 {
+                return Err(format!(
+                    "recent table `{name}` is used with different --mask values; with several sources the \
+                     entries they share are not encoded"
+                ));
+            }
+        }
+        if self.depth.is_empty() {
+            return Ok(vec![format!("sources {n}: the ruleset keeps no per-address state (no recent tables)")]);
+        }
+        if slots > cap {
+            return Err(format!(
+                "sources {n}: a trace of {} packets can fill a recent table past its {cap} entries \
+                 (ip_list_tot), and LRU eviction is not encoded",
+                self.opts.k
+            ));
+        }
+        let mut info = vec![if slots == 1 {
+            format!("sources {n}: one address, as the `any` attacker")
+        } else {
+            format!(
+                "sources {n}: every packet comes from one of {slots} distinct addresses{}; recent tables are kept \
+                 per address (per --mask key){}",
+                if (n as usize) > slots {
+                    format!(" (a trace of {} packets uses no more)", self.opts.k)
+                } else {
+                    String::new()
+                },
+                if self.prop.initially_in.is_empty() {
+                    ""
+                } else {
+                    "; the first address starts in the tables of `from` and sends the goal packets"
+                }
+            )
+        }];
+        info.push(if (n as usize) > cap {
+            format!(
+                "recent-table eviction: a table holds at most {slots} of the attacker's entries in a trace of at \
+                 most {} packets, below its {cap} entries (ip_list_tot), so no entry is evicted; evicting one \
+                 takes more than {cap} distinct sources' packets, beyond the bound",
+                self.opts.k
+            )
+        } else {
+            format!(
+                "recent-table eviction: N = {n} ≤ {cap} entries (ip_list_tot), so the attacker's packets alone \
+                 never evict an entry (assumption: no other sender fills the tables)"
+            )
+        });
+        Ok(info)
     }
 }
 
@@ -1006,9 +1257,84 @@ COMMIT
     }
 
     #[test]
+    fn two_sources_get_past_a_per_source_limiter() {
+        // One source: at most 3 NEW connections a minute (PROVED); two sources: the
+        // fourth comes from the second address, whose entry is empty.
+        let prop = "at most 3 ACCEPT tcp dport 22 ctstate NEW within 60s";
+        let r = run(LIMITER, &format!("{prop} under sources 1"), 6);
+        assert!(matches!(r.answer, Answer::NoneUpTo(6)), "{r:?}");
+        let r = run(LIMITER, &format!("{prop} under sources 2"), 6);
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        assert_eq!(w.packets, 4, "{}", w.csv);
+        let srcs: std::collections::BTreeSet<&str> =
+            w.csv.lines().skip(1).map(|l| l.split(',').nth(1).unwrap()).collect();
+        assert_eq!(srcs.len(), 2, "{}", w.csv);
+        assert!(r.info.iter().any(|i| i.contains("never evict")), "{:?}", r.info);
+    }
+
+    const SUBNET_KNOCK: &str = "*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --dport 22 -m recent --rcheck --name knocker --rsource -j DROP
+-A INPUT -p tcp -m tcp --dport 22 -m recent --rcheck --seconds 30 --name opened --mask 255.255.255.0 --rsource -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 1234 -m recent --set --name knocker --rsource
+-A INPUT -p tcp -m tcp --dport 1234 -m recent --set --name opened --mask 255.255.255.0 --rsource -j DROP
+COMMIT
+";
+
+    #[test]
+    fn a_subnet_knock_needs_two_sources_in_one_mask() {
+        let r = run(SUBNET_KNOCK, "possible ACCEPT tcp dport 22", 4);
+        assert!(matches!(r.answer, Answer::NoneUpTo(4)), "{r:?}");
+        let r = run(SUBNET_KNOCK, "possible ACCEPT tcp dport 22 under sources 2", 4);
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        let rows: Vec<Vec<&str>> = w.csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), 2, "{}", w.csv);
+        assert_eq!((rows[0][5], rows[1][5]), ("1234", "22"), "{}", w.csv);
+        let (a, b): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+            (rows[0][1].parse().unwrap(), rows[1][1].parse().unwrap());
+        assert!(a != b && a.octets()[..3] == b.octets()[..3], "{}", w.csv);
+        // Without the shared /24 the second source has no entry.
+        let exact = SUBNET_KNOCK.replace(" --mask 255.255.255.0", "");
+        let r = run(&exact, "possible ACCEPT tcp dport 22 under sources 3", 4);
+        assert!(matches!(r.answer, Answer::NoneUpTo(4)), "{r:?}");
+    }
+
+    #[test]
+    fn sources_past_the_table_capacity_and_mixed_masks() {
+        // More sources than a table holds: a trace of K packets still cannot evict.
+        let r = run(LIMITER, "at most 3 ACCEPT tcp dport 22 ctstate NEW within 60s under sources 500", 4);
+        assert!(matches!(r.answer, Answer::Witness(_)), "{r:?}");
+        assert!(r.info.iter().any(|i| i.contains("beyond the bound")), "{:?}", r.info);
+        // The bound itself past the capacity: eviction is not encoded.
+        let parsed = crate::load(LIMITER);
+        let p = parse_property("never ACCEPT tcp dport 22 ctstate INVALID under sources 500", 0, 1).unwrap();
+        let r = prove(&parsed.ruleset, &p, &ProveOptions { k: 101, ..ProveOptions::default() }).unwrap();
+        assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("eviction is not encoded")), "{r:?}");
+        // One table under two masks: the shared entries are not encoded.
+        let mixed =
+            SUBNET_KNOCK.replace("--set --name opened --mask 255.255.255.0", "--set --name opened --mask 255.255.0.0");
+        let r = run(&mixed, "possible ACCEPT tcp dport 22 under sources 2", 4);
+        assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("different --mask")), "{r:?}");
+        // `sources 0` is bad input.
+        let p = parse_property("never ACCEPT tcp dport 22 under sources 0", 0, 1).unwrap();
+        assert!(matches!(prove(&parsed.ruleset, &p, &ProveOptions::default()), Err(VerifyError::Input(_))));
+    }
+
+    #[test]
+    fn from_blacklisted_under_sources_is_about_the_first_address() {
+        let r = run(&seed("rules.v4"), "possible ACCEPT tcp dport 22 from blacklisted under sources 2", 4);
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        let rows: Vec<&str> = w.csv.lines().skip(1).collect();
+        let first = rows[0].split(',').nth(1).unwrap();
+        assert_eq!(rows.last().unwrap().split(',').nth(1).unwrap(), first, "{}", w.csv);
+    }
+
+    #[test]
     fn unsupported_attackers_are_unknown() {
-        let r = run(LIMITER, "never ACCEPT tcp dport 22 under scan", 4);
-        assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("scan attacker not implemented")));
+        let r = run(LIMITER, "never ACCEPT tcp dport 22 under flood", 4);
+        assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("flood attacker not implemented")));
         assert_eq!(r.exit_code(Quant::Never), 3);
     }
 }

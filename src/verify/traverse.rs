@@ -124,7 +124,7 @@ pub struct Assumed {
 }
 
 /// The encoding of one table at one hook.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Traversal {
     /// Table.
     pub table: TableName,

@@ -1,0 +1,966 @@
+//! The `scan` attacker of `fwverify prove`: one source sends TCP SYNs to consecutive
+//! destination ports `p, p+1, …, e` (any `1 ≤ p ≤ e ≤ 65535`) at one constant rate (any
+//! rate, or the range the property gives), every other field the same in every packet;
+//! then the goal packet (any packet of the attacker's meeting the goal, at or after the
+//! last scan packet; a scan packet that gets the verdict is covered, since the scan up to
+//! it followed by that packet is such a trace).
+//!
+//! ## Encoding without unrolling 65,535 steps
+//!
+//! Time is real: the scan packet to port `q` is sent at `A + q·g` jiffies (`A` and the
+//! gap `g > 0` are real unknowns, so every phase and every real rate is covered), and the
+//! kernel sees `⌊A + q·g⌋` (the simulator's jiffies). For a fixed port `q` that is linear.
+//!
+//! Ports are split at the boundaries of the ruleset's port tests (`--dport`, multiport,
+//! conntrack ports, the goal's port): the `slack` ports on each side of every boundary are
+//! **exact** (one symbolic packet each, in the scan when `p ≤ q ≤ e`, its traversal and
+//! its recent-table effects encoded as in the `any` attacker). The ports between them form
+//! **runs** (up to 62,000 ports), each summarised by an over-approximation: a side solver
+//! asks, with every stateful match free, which recent tables a packet of the run can
+//! `--set`, `--update` or `--remove` and whether one can be accepted; after a run that is
+//! in the scan, a table it cannot touch is unchanged, one it can only remove from may lose
+//! the attacker, and one it can set or update may hold the attacker with any stamps up to
+//! the end of the run. Exact ports need not behave alike within a run for this to be
+//! sound: the summary holds for every packet of the run, whatever the partition.
+//!
+//! So "no trace" answers hold for every scan: `PROVED (unbounded)`. Witnesses are searched
+//! in the same encoding with the goal packet the first of its connection, then written as
+//! the complete scan and replayed in the simulator; a witness that does not replay (the
+//! summaries were too coarse) makes the next try use more exact ports (`slack` 1, 2, 4).
+//! The "no trace" answer needs a second search in which the goal packet may belong to a
+//! connection a scan packet opened (same ports, accepted), as in the `any` attacker.
+//!
+//! ## Rates
+//!
+//! A witness comes with the scan's rate, chosen round (the largest of 1, 2, 5 × 10ⁿ ms or
+//! µs gaps at most 0.8 times the slowest falsifying gap, so that the kernel replay has
+//! margin). The threshold is the supremum of falsifying gaps: "a scan with gap ≥ G
+//! falsifies it" is monotone in G, so it is found by bisection; the slower side is then
+//! checked with the over-approximation, so "no scan slower than R ports/s" is proved.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use z3::ast::{Bool, Int, Real};
+use z3::{Params, Solver};
+
+use super::{final_of, recent_eval, Answer, Mode, Proved, RState, Setup, Trace, Witness, HZ};
+use crate::model::matches::RecentMode;
+use crate::model::net::PortRange;
+use crate::model::{Hook, Match};
+use crate::sim::Verdict;
+use crate::verify::encode::{bv, SymPacket};
+use crate::verify::query::goal_condition;
+use crate::verify::traverse::{Final, StateModel, Traversal};
+use crate::verify::{check, VerifyError};
+
+/// Exact ports on each side of a boundary, one try after another.
+const SLACKS: [u32; 3] = [1, 2, 4];
+
+/// The slowest scan considered when the property gives no lowest rate: one port an hour.
+const SLOWEST_GAP: f64 = 3600.0 * HZ as f64;
+
+/// Time limit of each check of the threshold bisection, in milliseconds.
+const BISECTION_MS: u32 = 2000;
+
+/// Nanoseconds per jiffy at [`HZ`].
+const NS_PER_JIFFY: i64 = 1_000_000_000 / HZ as i64;
+
+/// A piece of the port range in scan order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Piece {
+    /// One exact port.
+    Port(u16),
+    /// A run of ports summarised by its effects.
+    Run(u16, u16),
+}
+
+/// What the packets of a run can do.
+#[derive(Clone, Debug, Default)]
+struct RunEffects {
+    /// Per recent table: (may `--set`, may `--update`, may `--remove`).
+    tables: BTreeMap<String, (bool, bool, bool)>,
+    /// A packet of the run may be accepted.
+    accept: bool,
+}
+
+/// The encoding of one search.
+struct Enc {
+    solver: Solver,
+    first: Int,
+    last: Int,
+    origin: Real,
+    gap: Real,
+    tmpl: SymPacket,
+    /// Exact ports: port, in the scan, traversal.
+    ports: Vec<(u16, Bool, Traversal)>,
+    goal: SymPacket,
+    goal_t: Int,
+    goal_trav: Traversal,
+    goal_cond: Bool,
+}
+
+/// Port boundaries `b` (ports `b-1` and `b` are told apart by some test).
+fn boundaries(s: &Setup<'_>) -> BTreeSet<u32> {
+    let mut b = BTreeSet::new();
+    let mut add = |r: &PortRange| {
+        b.insert(r.lo as u32);
+        b.insert(r.hi as u32 + 1);
+    };
+    for c in &s.rs.tables[s.table].chains {
+        for r in &c.rules {
+            for m in &r.matches {
+                match &m.m {
+                    Match::Tcp(t) => t.dport.iter().for_each(|d| add(&d.val)),
+                    Match::Udp(t) => t.dport.iter().for_each(|d| add(&d.val)),
+                    Match::Multiport(mp) => mp.ports.iter().for_each(&mut add),
+                    Match::Conntrack(ct) => ct.orig_dst_port.iter().chain(&ct.repl_src_port).for_each(|d| add(&d.val)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if let Some(d) = &s.prop.goal.dport {
+        add(d);
+    }
+    b.retain(|x| (2..=65535).contains(x));
+    b
+}
+
+fn pieces(bounds: &BTreeSet<u32>, slack: u32) -> Vec<Piece> {
+    let mut exact = BTreeSet::new();
+    for &x in bounds {
+        for q in x.saturating_sub(slack).max(1)..(x + slack).min(65536) {
+            exact.insert(q);
+        }
+    }
+    let mut out = Vec::new();
+    let mut next = 1u32;
+    for q in exact {
+        if q > next {
+            out.push(Piece::Run(next as u16, (q - 1) as u16));
+        }
+        out.push(Piece::Port(q as u16));
+        next = q + 1;
+    }
+    if next <= 65535 {
+        out.push(Piece::Run(next as u16, 65535));
+    }
+    out
+}
+
+/// Every field but the destination port equal.
+fn same_but_dport(a: &SymPacket, b: &SymPacket) -> Bool {
+    let mut c = vec![
+        a.src.eq(&b.src),
+        a.dst.eq(&b.dst),
+        a.proto.eq(&b.proto),
+        a.sport.eq(&b.sport),
+        a.flags.eq(&b.flags),
+        a.icmp_type.eq(&b.icmp_type),
+        a.icmp_code.eq(&b.icmp_code),
+        a.in_if.eq(&b.in_if),
+        a.out_if.eq(&b.out_if),
+        a.len.eq(&b.len),
+        a.ttl.eq(&b.ttl),
+        a.ct.eq(&b.ct),
+        a.snat.eq(&b.snat),
+        a.dnat.eq(&b.dnat),
+        a.mark.eq(&b.mark),
+        a.frag.eq(&b.frag),
+        a.pkttype.eq(&b.pkttype),
+        a.src_local.eq(&b.src_local),
+        a.dst_local.eq(&b.dst_local),
+    ];
+    for ((_, x), (_, y)) in a.tcp_opts.iter().zip(&b.tcp_opts) {
+        c.push(x.eq(y));
+    }
+    Bool::and(&c)
+}
+
+fn real(x: f64) -> Real {
+    // Jiffies with nine decimals (well below a nanosecond at HZ 250).
+    ratio((x * 1e9).round() as i64, 1_000_000_000)
+}
+
+/// `num / den` (the system libz3 may predate `Z3_mk_real_int64`).
+fn ratio(num: i64, den: i64) -> Real {
+    Real::from_rational_str(&num.to_string(), &den.to_string()).expect("a numeral")
+}
+
+fn port_in(x: &z3::ast::BV, lo: u16, hi: u16) -> Bool {
+    Bool::and(&[x.bvuge(bv(lo as u128, 16)), x.bvule(bv(hi as u128, 16))])
+}
+
+impl Setup<'_> {
+    /// The scan template: a TCP SYN of the attacker's, as `mode` wants its packets.
+    fn scan_template(&self, solver: &Solver, tag: &str, mode: Mode) -> SymPacket {
+        let tmpl = SymPacket::new(&format!("{tag}.scan"), &self.u);
+        let empty = Trace { pkts: Vec::new(), times: Vec::new(), travs: Vec::new() };
+        solver.assert(self.packet_constraints(&tmpl, &empty, mode, &[]));
+        solver.assert(tmpl.is_proto(6));
+        solver.assert(tmpl.flags.eq(bv(0x02, 8)));
+        tmpl
+    }
+
+    /// What packets of the scan to ports `lo..=hi` can do, every stateful match free.
+    fn run_effects(&self, lo: u16, hi: u16) -> Result<RunEffects, VerifyError> {
+        let solver = Solver::new();
+        let tmpl = self.scan_template(&solver, "side", Mode::Over);
+        let rep = SymPacket::new("side.run", &self.u);
+        solver.assert(same_but_dport(&rep, &tmpl));
+        solver.assert(port_in(&rep.dport, lo, hi));
+        let trav = Traversal::encode(self.rs, self.table, Hook::Input, &rep, &self.u, StateModel::Any)?;
+        for d in &trav.defs {
+            solver.assert(d);
+        }
+        solver.assert(&trav.entry);
+        let mut eff = RunEffects::default();
+        for su in &trav.stateful {
+            let Match::Recent(rc) = &su.rule.get(self.rs).matches[su.index].m else { continue };
+            let kind = match rc.mode {
+                RecentMode::Set => 0,
+                RecentMode::Update => 1,
+                RecentMode::Remove => 2,
+                RecentMode::Rcheck => continue,
+            };
+            let e = eff.tables.entry(rc.name.clone()).or_default();
+            let known = [e.0, e.1, e.2][kind];
+            if known {
+                continue;
+            }
+            let guard = Bool::and(&[trav.occurrences[su.occ].reach.clone(), su.before.clone()]);
+            if check(&solver, &[guard], || format!("the effects of scan ports {lo}-{hi}"))? {
+                let e = eff.tables.get_mut(&rc.name).expect("entry");
+                match kind {
+                    0 => e.0 = true,
+                    1 => e.1 = true,
+                    _ => e.2 = true,
+                }
+            }
+        }
+        eff.accept = check(&solver, &[trav.verdict(Final::Accept)], || format!("scan ports {lo}-{hi}"))?;
+        Ok(eff)
+    }
+
+    /// Threads the recent tables through one traversal at `now`, when `live`.
+    fn thread_state(
+        &self,
+        solver: &Solver,
+        trav: &Traversal,
+        live: &Bool,
+        now: &Int,
+        state: &mut BTreeMap<String, RState>,
+        free: &mut Vec<String>,
+    ) {
+        let mut covered: Vec<Bool> = Vec::new();
+        for su in &trav.stateful {
+            let rule = su.rule.get(self.rs);
+            let guard = Bool::and(&[live.clone(), trav.occurrences[su.occ].reach.clone(), su.before.clone()]);
+            if let Match::Recent(rc) = &rule.matches[su.index].m {
+                let h = self.depth[&rc.name];
+                let st = state[&rc.name].clone();
+                let (value, after) = recent_eval(rc, &st, now, h);
+                if let Some(v) = &su.var {
+                    solver.assert(v.eq(&value));
+                    covered.push(v.clone());
+                }
+                state.insert(rc.name.clone(), RState::ite(&guard, &after, &st));
+            } else {
+                let d = format!("{}: {} (either outcome)", su.rule.describe(self.rs), rule.matches[su.index].m.name());
+                if !free.contains(&d) {
+                    free.push(d);
+                }
+                if let Some(v) = &su.var {
+                    covered.push(v.clone());
+                }
+            }
+        }
+        for a in &trav.assumed {
+            if covered.iter().any(|v| v.ast_eq(&a.var)) {
+                continue;
+            }
+            let d = format!("{}: {}", a.rule.describe(self.rs), a.why);
+            if !free.contains(&d) {
+                free.push(d);
+            }
+        }
+    }
+
+    /// The whole encoding: exact ports, run summaries, the goal packet.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_encoding(
+        &self,
+        mode: Mode,
+        pieces: &[Piece],
+        effects: &BTreeMap<(u16, u16), RunEffects>,
+        gap_bounds: (Option<f64>, Option<f64>),
+        free: &mut Vec<String>,
+    ) -> Result<Enc, VerifyError> {
+        let u = &self.u;
+        let tag = if mode == Mode::Witness { "sw" } else { "so" };
+        let solver = Solver::new();
+        let tmpl = self.scan_template(&solver, tag, mode);
+        let first = Int::new_const(format!("{tag}.first"));
+        let last = Int::new_const(format!("{tag}.last"));
+        solver.assert(first.ge(Int::from_u64(1)));
+        solver.assert(first.le(&last));
+        solver.assert(last.le(Int::from_u64(65535)));
+        let origin = Real::new_const(format!("{tag}.origin"));
+        let gap = Real::new_const(format!("{tag}.gap"));
+        solver.assert(gap.gt(real(0.0)));
+        if let Some(lo) = gap_bounds.0 {
+            solver.assert(gap.ge(real(lo)));
+        }
+        if let Some(hi) = gap_bounds.1 {
+            solver.assert(gap.le(real(hi)));
+        }
+        let goal_t = Int::new_const(format!("{tag}.goal.time"));
+        let at = |q: u16| Real::add(&[&origin, &Real::mul(&[&ratio(q as i64, 1), &gap])]).to_int();
+        let mut state: BTreeMap<String, RState> = self
+            .depth
+            .iter()
+            .map(|(name, h)| {
+                let st = RState {
+                    present: Bool::from_bool(false),
+                    n: Int::from_u64(0),
+                    stamps: (0..*h).map(|_| Int::from_u64(0)).collect(),
+                };
+                (name.clone(), st)
+            })
+            .collect();
+        let mut ports = Vec::new();
+        // Earlier packets of the attacker for the goal's conntrack alternatives.
+        let mut earlier: Vec<SymPacket> = Vec::new();
+        let mut accepted: Vec<Bool> = Vec::new();
+        for piece in pieces {
+            match *piece {
+                Piece::Port(q) => {
+                    let pkt = SymPacket::new(&format!("{tag}.p{q}"), u);
+                    solver.assert(same_but_dport(&pkt, &tmpl));
+                    solver.assert(pkt.dport.eq(bv(q as u128, 16)));
+                    let trav = Traversal::encode(self.rs, self.table, Hook::Input, &pkt, u, StateModel::Any)?;
+                    for d in &trav.defs {
+                        solver.assert(d);
+                    }
+                    let live = Bool::and(&[first.le(Int::from_u64(q as u64)), last.ge(Int::from_u64(q as u64))]);
+                    solver.assert(live.implies(&trav.entry));
+                    let now = at(q);
+                    solver.assert(live.implies(goal_t.ge(&now)));
+                    self.thread_state(&solver, &trav, &live, &now, &mut state, free);
+                    accepted.push(Bool::and(&[live.clone(), trav.verdict(Final::Accept)]));
+                    earlier.push(pkt);
+                    ports.push((q, live, trav));
+                }
+                Piece::Run(lo, hi) => {
+                    let eff = &effects[&(lo, hi)];
+                    let live = Bool::and(&[first.le(Int::from_u64(hi as u64)), last.ge(Int::from_u64(lo as u64))]);
+                    let end = at(hi);
+                    for (name, &(set, update, remove)) in &eff.tables {
+                        if !(set || update || remove) {
+                            continue;
+                        }
+                        let h = self.depth[name];
+                        let old = state[name].clone();
+                        let fresh = |what: &str| format!("{tag}.r{lo}.{name}.{what}");
+                        let present = if set || remove {
+                            let p = Bool::new_const(fresh("present"));
+                            if !set {
+                                solver.assert(p.implies(&old.present));
+                            }
+                            p
+                        } else {
+                            old.present.clone()
+                        };
+                        let (n, stamps) = if set || update {
+                            let n = Int::new_const(fresh("n"));
+                            solver.assert(n.ge(Int::from_u64(0)));
+                            solver.assert(n.le(Int::from_u64(h as u64)));
+                            let stamps: Vec<Int> = (0..h).map(|j| Int::new_const(fresh(&format!("s{j}")))).collect();
+                            solver.assert(stamps[0].le(&end));
+                            solver.assert(stamps[0].le(&goal_t));
+                            for j in 1..h {
+                                solver.assert(stamps[j].le(&stamps[j - 1]));
+                            }
+                            (n, stamps)
+                        } else {
+                            (old.n.clone(), old.stamps.clone())
+                        };
+                        let new = RState { present, n, stamps };
+                        state.insert(name.clone(), RState::ite(&live, &new, &old));
+                    }
+                    if eff.accept {
+                        let rep = SymPacket::new(&format!("{tag}.r{lo}"), u);
+                        solver.assert(same_but_dport(&rep, &tmpl));
+                        solver.assert(port_in(&rep.dport, lo, hi));
+                        accepted.push(Bool::and(&[live, Bool::new_const(format!("{tag}.r{lo}.accepted"))]));
+                        earlier.push(rep);
+                    }
+                }
+            }
+        }
+        // The goal packet.
+        let goal = SymPacket::new(&format!("{tag}.goal"), u);
+        let goal_trav = Traversal::encode(self.rs, self.table, Hook::Input, &goal, u, StateModel::Any)?;
+        for d in &goal_trav.defs {
+            solver.assert(d);
+        }
+        solver.assert(&goal_trav.entry);
+        let before = match mode {
+            Mode::Witness => Trace { pkts: vec![tmpl.clone()], times: Vec::new(), travs: Vec::new() },
+            Mode::Over => {
+                earlier.insert(0, tmpl.clone());
+                accepted.insert(0, Bool::from_bool(false));
+                Trace { pkts: earlier, times: Vec::new(), travs: Vec::new() }
+            }
+        };
+        solver.assert(self.packet_constraints(&goal, &before, mode, &accepted));
+        self.thread_state(&solver, &goal_trav, &Bool::from_bool(true), &goal_t, &mut state, free);
+        let goal_cond = Bool::and(&[
+            goal_condition(&self.prop.goal, &goal, u, Hook::Input),
+            goal_trav.verdict(final_of(self.prop.verdict)),
+        ]);
+        Ok(Enc { solver, first, last, origin, gap, tmpl, ports, goal, goal_t, goal_trav, goal_cond })
+    }
+}
+
+/// Decides a property under the scan attacker.
+pub(super) fn prove_scan(s: &Setup<'_>, min_rate: Option<u32>, max_rate: Option<u32>) -> Result<Proved, VerifyError> {
+    let unknown = |why: &str| Ok(super::unknown(why));
+    if !matches!(s.prop.quant, super::Quant::Never | super::Quant::Possible) {
+        return unknown("`at most N` is not encoded for the scan attacker");
+    }
+    if s.prop.within.is_some() {
+        return unknown("`within` is not encoded for the scan attacker");
+    }
+    if !s.prop.initially_in.is_empty() {
+        return unknown("`from …` is not encoded for the scan attacker (scans start from the empty state)");
+    }
+    if let (Some(lo), Some(hi)) = (min_rate, max_rate) {
+        if lo > hi {
+            return Err(VerifyError::Input(format!("scan rate {lo}-{hi}: the lowest rate is above the highest")));
+        }
+    }
+    if min_rate == Some(0) || max_rate == Some(0) {
+        return Err(VerifyError::Input("scan rate: rates are packets per second, at least 1".into()));
+    }
+    // Gap bounds in jiffies from the rate bounds (ports per second).
+    let gap_lo = max_rate.map(|r| HZ as f64 / r as f64);
+    let gap_hi = min_rate.map(|r| HZ as f64 / r as f64);
+    let scope = match (min_rate, max_rate) {
+        (None, None) => "every sequential TCP SYN scan (any first port, any length, any constant rate)".to_string(),
+        (Some(a), None) => format!("every sequential TCP SYN scan at {a} ports/s or faster"),
+        (None, Some(b)) => format!("every sequential TCP SYN scan at up to {b} ports/s"),
+        (Some(a), Some(b)) => format!("every sequential TCP SYN scan at {a} to {b} ports/s"),
+    };
+    let bounds = boundaries(s);
+    let mut notes: Vec<String> = Vec::new();
+    let mut last_why = String::new();
+    for slack in SLACKS {
+        let pieces = pieces(&bounds, slack);
+        let mut effects = BTreeMap::new();
+        for p in &pieces {
+            if let Piece::Run(lo, hi) = *p {
+                effects.insert((lo, hi), s.run_effects(lo, hi)?);
+            }
+        }
+        let mut free = Vec::new();
+        let w = s.scan_encoding(Mode::Witness, &pieces, &effects, (gap_lo, gap_hi), &mut free)?;
+        for f in free {
+            if !notes.contains(&f) {
+                notes.push(f);
+            }
+        }
+        if check(&w.solver, std::slice::from_ref(&w.goal_cond), || "a scan".into())? {
+            w.solver.assert(&w.goal_cond);
+            match scan_witness(s, &w, &pieces, &effects, (gap_lo, gap_hi))? {
+                Ok((csv, packets, info)) => {
+                    return Ok(Proved { answer: Answer::Witness(Witness { csv, packets, prefix: 0 }), notes, info });
+                }
+                Err(why) => {
+                    last_why = format!("the solver's scan does not replay in the simulator ({why})");
+                    continue;
+                }
+            }
+        }
+        let mut free = Vec::new();
+        let o = s.scan_encoding(Mode::Over, &pieces, &effects, (gap_lo, gap_hi), &mut free)?;
+        if !check(&o.solver, std::slice::from_ref(&o.goal_cond), || "a scan".into())? {
+            let exact = pieces.iter().filter(|p| matches!(p, Piece::Port(_))).count();
+            let info = vec![format!(
+                "{exact} ports near the rules' port boundaries encoded exactly, the runs between them summarised \
+                 (over-approximated)"
+            )];
+            return Ok(Proved { answer: Answer::NoneAtAll(format!("{scope}, then any packet")), notes, info });
+        }
+        last_why = "no scan opens a connection the goal packet starts, but the over-approximation (the goal packet \
+                    in a connection a scan packet opened, runs of ports summarised) finds one"
+            .into();
+    }
+    unknown(&last_why)
+}
+
+/// The model's value of a real as f64.
+fn real_value(m: &z3::Model, x: &Real) -> Option<f64> {
+    m.eval(x, true).map(|v| v.approx_f64())
+}
+
+fn int_value(m: &z3::Model, x: &Int) -> Option<i64> {
+    m.eval(x, true).and_then(|v| v.as_i64())
+}
+
+/// A round gap in nanoseconds at most `max_ns`: 1, 2 or 5 × 10ⁿ.
+fn round_gap(max_ns: f64) -> Option<i64> {
+    let mut best = None;
+    let mut unit = 1i64;
+    while unit <= 10_000_000_000 {
+        for k in [1, 2, 5] {
+            let g = unit * k;
+            if (g as f64) <= max_ns {
+                best = Some(g);
+            }
+        }
+        unit *= 10;
+    }
+    best
+}
+
+type ScanWitness = (String, usize, Vec<String>);
+
+/// Builds, minimises and replays the witness of a satisfiable scan encoding (the goal
+/// asserted); `Err` when it does not replay.
+fn scan_witness(
+    s: &Setup<'_>,
+    w: &Enc,
+    pieces: &[Piece],
+    effects: &BTreeMap<(u16, u16), RunEffects>,
+    gaps: (Option<f64>, Option<f64>),
+) -> Result<Result<ScanWitness, String>, VerifyError> {
+    let no_value = || VerifyError::Unknown { what: "the scan witness".into(), reason: "no value".into() };
+    let no =
+        |what: &str| VerifyError::Unknown { what: format!("the scan witness's {what}"), reason: "no value".into() };
+    let solver = &w.solver;
+    check(solver, &[], || "a scan".into())?;
+    let m = solver.get_model().ok_or_else(no_value)?;
+    let g0 = real_value(&m, &w.gap).ok_or_else(|| no("gap"))?;
+    // The threshold: the supremum of falsifying gaps (monotone: a witness with gap ≥ G).
+    let cap = gaps.1.unwrap_or(SLOWEST_GAP);
+    // Checks near the threshold can be hard (the floors of many real times): each has a
+    // time limit, and one that runs out ends the bisection with the bracket so far.
+    let sat_at = |g: f64| -> Result<Option<bool>, VerifyError> {
+        solver.push();
+        solver.assert(w.gap.ge(real(g)));
+        let r = check(solver, &[], || "a slower scan".into());
+        solver.pop(1);
+        match r {
+            Ok(b) => Ok(Some(b)),
+            Err(VerifyError::Unknown { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let limit = |ms: u32| {
+        let mut p = Params::new();
+        p.set_u32("timeout", ms);
+        solver.set_params(&p);
+    };
+    let mut info = Vec::new();
+    let (mut lo, mut hi) = (g0, cap);
+    limit(BISECTION_MS);
+    let any_rate = sat_at(cap)? == Some(true);
+    if any_rate {
+        lo = cap;
+    } else {
+        while hi / lo > 1.0002 {
+            let mid = (lo * hi).sqrt();
+            match sat_at(mid)? {
+                Some(true) => lo = mid,
+                Some(false) => hi = mid,
+                None => break,
+            }
+        }
+    }
+    limit(u32::MAX);
+    // The witness's gap: round, at most 0.8 × the slowest (and at most 1 s), within the
+    // rate bounds; else the solver's own.
+    let lo_ns = lo * NS_PER_JIFFY as f64;
+    let mut tries: Vec<i64> = Vec::new();
+    if let Some(g) = round_gap((0.8 * lo_ns).min(1e9)) {
+        tries.push(g);
+    }
+    if let Some(g) = round_gap(lo_ns.min(1e9)) {
+        tries.push(g);
+    }
+    tries.push((g0 * NS_PER_JIFFY as f64).round().max(1.0) as i64);
+    tries.dedup();
+    let mut chosen = None;
+    for g_ns in tries {
+        let gj = g_ns as f64 / NS_PER_JIFFY as f64;
+        if gaps.0.is_some_and(|l| gj < l) || gaps.1.is_some_and(|h| gj > h) {
+            continue;
+        }
+        solver.push();
+        let g = ratio(g_ns, NS_PER_JIFFY);
+        solver.assert(w.gap.eq(&g));
+        // The first scan packet at time 0; the goal no earlier than the last one.
+        solver.assert(Real::add(&[&w.origin, &Real::mul(&[&Real::from_int(&w.first), &g])]).eq(real(0.0)));
+        solver.assert(w.goal_t.ge(Real::add(&[&w.origin, &Real::mul(&[&Real::from_int(&w.last), &g])]).to_int()));
+        if check(solver, &[], || "a scan at a round rate".into())? {
+            chosen = Some(g_ns);
+            break;
+        }
+        solver.pop(1);
+    }
+    let Some(g_ns) = chosen else {
+        return Ok(Err("no scan at a fixed rate near the solver's".into()));
+    };
+    // Fewest scan packets.
+    let m = solver.get_model().ok_or_else(no_value)?;
+    let len = |m: &z3::Model| -> Option<i64> { Some(int_value(m, &w.last)? - int_value(m, &w.first)?) };
+    let (mut a, mut b) = (0i64, len(&m).ok_or_else(|| no("length"))?);
+    let span = Int::sub(&[&w.last, &w.first]);
+    while a < b {
+        let mid = (a + b) / 2;
+        if check(solver, &[span.le(Int::from_i64(mid))], || "a shorter scan".into())? {
+            b = mid;
+        } else {
+            a = mid + 1;
+        }
+    }
+    solver.assert(span.le(Int::from_i64(b)));
+    // The goal packet one second after the last scan packet, where it can be.
+    let end = Real::add(&[&w.origin, &Real::mul(&[&Real::from_int(&w.last), &ratio(g_ns, NS_PER_JIFFY)])]).to_int();
+    for pref in [w.goal_t.eq(Int::add(&[&end, &Int::from_u64(HZ as u64)])), w.goal_t.eq(&end)] {
+        if check(solver, std::slice::from_ref(&pref), || "the goal's time".into())? {
+            solver.assert(&pref);
+            break;
+        }
+    }
+    let tr = Trace { pkts: vec![w.tmpl.clone(), w.goal.clone()], times: Vec::new(), travs: Vec::new() };
+    s.prefer_natural(solver, &tr)?;
+    check(solver, &[], || "the scan witness".into())?;
+    let m = solver.get_model().ok_or_else(no_value)?;
+    let (p, e) = (int_value(&m, &w.first).ok_or_else(no_value)?, int_value(&m, &w.last).ok_or_else(no_value)?);
+    let goal_j = int_value(&m, &w.goal_t).ok_or_else(|| no("goal time"))?;
+    // The rows: the template packet's fields (one exact port's row from `csv`, or the
+    // goal's for the address and interface columns), every port p..=e, the goal.
+    let goal_csv = s.csv(
+        &m,
+        &Trace {
+            pkts: vec![w.goal.clone()],
+            times: vec![Int::from_i64(goal_j.max(0))],
+            travs: vec![w.goal_trav.clone()],
+        },
+        0,
+    )?;
+    let goal_row = goal_csv.lines().nth(1).ok_or_else(no_value)?.to_string();
+    let tmpl_csv = s.csv(
+        &m,
+        &Trace { pkts: vec![w.tmpl.clone()], times: vec![Int::from_u64(0)], travs: vec![w.goal_trav.clone()] },
+        0,
+    )?;
+    let t: Vec<String> = tmpl_csv.lines().nth(1).ok_or_else(no_value)?.split(',').map(String::from).collect();
+    let verdict_of = |trav: &Traversal| -> &'static str {
+        for (f, name) in [(Final::Accept, "ACCEPT"), (Final::Drop, "DROP"), (Final::Reject, "REJECT")] {
+            if m.eval(&trav.verdict(f), true).and_then(|b| b.as_bool()) == Some(true) {
+                return name;
+            }
+        }
+        "DROP"
+    };
+    let exact: BTreeMap<u16, &'static str> = w.ports.iter().map(|(q, _, trav)| (*q, verdict_of(trav))).collect();
+    let time = |ns: i64| format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for q in p..=e {
+        let ns = (q - p) * g_ns;
+        let expect = exact.get(&(q as u16)).copied().unwrap_or("");
+        // time,src,dst,proto,sport,dport,flags,icmp_type,icmp_code,icmp_id,iface,len,ttl,expect,note
+        rows.push(vec![
+            time(ns),
+            t[1].clone(),
+            t[2].clone(),
+            "tcp".into(),
+            t[4].clone(),
+            q.to_string(),
+            "S".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            t[10].clone(),
+            t[11].clone(),
+            t[12].clone(),
+            expect.into(),
+            "scan".into(),
+        ]);
+    }
+    let end_ns = (e - p) * g_ns;
+    let goal_ns = end_ns.max(goal_j * NS_PER_JIFFY);
+    let mut g: Vec<String> = goal_row.split(',').map(String::from).collect();
+    g[0] = time(goal_ns);
+    rows.push(g);
+    let render = |rows: &[Vec<String>]| {
+        let mut out = String::from(
+            "time,src,dst,proto,sport,dport,flags,icmp_type,icmp_code,icmp_id,iface,len,ttl,expect,note\n",
+        );
+        for r in rows {
+            out.push_str(&r.join(","));
+            out.push('\n');
+        }
+        out
+    };
+    let verdicts = match s.replay(&render(&rows)) {
+        Ok(v) => v,
+        Err(why) => return Ok(Err(why)),
+    };
+    // Every row carries the verdict it gets (the runs' rows from the replay), so the
+    // file checks the whole scan, on either backend.
+    for (r, v) in rows.iter_mut().zip(&verdicts) {
+        if r[13].is_empty() {
+            r[13] = v.as_str().to_string();
+        }
+    }
+    let rate = 1e9 / g_ns as f64;
+    let syns = if e == p { "1 SYN".to_string() } else { format!("{} SYNs", e - p + 1) };
+    let mut line = format!(
+        "scan: ports {p}-{e} ({syns}) from {} at {} ports/s (one every {}), then the goal packet",
+        t[1],
+        fmt_rate(rate),
+        fmt_gap(g_ns)
+    );
+    rows[0][14] = format!("scan of ports {p}-{e} at {} ports/s", fmt_rate(rate));
+    let accepted = verdicts.iter().filter(|v| **v == Verdict::Accept).count();
+    let _ = write!(line, "; {accepted} of the {} packets accepted", verdicts.len());
+    info.push(line);
+    if any_rate {
+        info.push(match gaps.1 {
+            Some(_) => "rate: scans at every rate in the range do it".to_string(),
+            None => "rate: scans as slow as one port an hour still do it".to_string(),
+        });
+    } else {
+        let (fast, slow) = fmt_pair(HZ as f64 / lo, HZ as f64 / hi);
+        // The slower side, with the over-approximation: no scan slower than `slow`.
+        let mut free = Vec::new();
+        let o = s.scan_encoding(Mode::Over, pieces, effects, (Some(hi), gaps.1), &mut free)?;
+        let proved = !check(&o.solver, std::slice::from_ref(&o.goal_cond), || "a slower scan".into())?;
+        info.push(if proved {
+            format!(
+                "threshold rate: about {} ports/s (a scan at {} ports/s or faster does it; none at {} ports/s or \
+                 slower does: proved)",
+                fast, fast, slow
+            )
+        } else {
+            format!(
+                "threshold rate: about {} ports/s (a scan at {} ports/s or faster does it; slower scans: unknown)",
+                fast, fast
+            )
+        });
+    }
+    let n = rows.len();
+    Ok(Ok((render(&rows), n, info)))
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.1}")
+    } else if r >= 1.0 {
+        format!("{r:.2}")
+    } else {
+        format!("{r:.4}")
+    }
+}
+
+/// Two rates with as many decimals as tell them apart (at most six).
+fn fmt_pair(a: f64, b: f64) -> (String, String) {
+    let mut d = if a >= 100.0 { 1 } else { 2 };
+    loop {
+        let (x, y) = (format!("{a:.d$}"), format!("{b:.d$}"));
+        if x != y || d >= 6 {
+            return (x, y);
+        }
+        d += 1;
+    }
+}
+
+fn fmt_gap(ns: i64) -> String {
+    if ns % 1_000_000_000 == 0 {
+        format!("{} s", ns / 1_000_000_000)
+    } else if ns % 1_000_000 == 0 {
+        format!("{} ms", ns / 1_000_000)
+    } else if ns % 1_000 == 0 {
+        format!("{} µs", ns / 1_000)
+    } else {
+        format!("{ns} ns")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{prove, ProveOptions};
+    use super::*;
+    use crate::verify::property::{parse_property, Quant};
+
+    fn run(rules: &str, prop: &str) -> Proved {
+        let parsed = crate::load(rules);
+        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+        let p = parse_property(prop, 0, 1).unwrap();
+        prove(&parsed.ruleset, &p, &ProveOptions::default()).unwrap()
+    }
+
+    fn seed(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/scenarios/seed/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn no_scan_unlocks_the_seed() {
+        let r = run(&seed("rules.v4"), "never ACCEPT tcp dport 22 under scan");
+        assert!(matches!(r.answer, Answer::NoneAtAll(_)), "{r:?}");
+        assert_eq!(r.headline(Quant::Never), "PROVED (unbounded)");
+        assert_eq!(r.exit_code(Quant::Never), 0);
+    }
+
+    #[test]
+    fn a_fast_scan_unlocks_the_naive_chain() {
+        let r = run(&seed("naive.v4"), "never ACCEPT tcp dport 22 under scan");
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        let rows: Vec<&str> = w.csv.lines().skip(1).collect();
+        assert!(rows.last().unwrap().contains(",ACCEPT,goal"), "{}", w.csv);
+        let dports: Vec<&str> = rows.iter().map(|l| l.split(',').nth(5).unwrap()).collect();
+        assert_eq!((dports[0], dports[dports.len() - 2]), ("1234", "3456"), "{:?}", r.info);
+        let th = r.info.iter().find(|i| i.starts_with("threshold rate: about ")).expect("threshold");
+        let rate: f64 = th["threshold rate: about ".len()..].split(' ').next().unwrap().parse().unwrap();
+        assert!((110.5..111.5).contains(&rate), "{th}");
+        assert!(th.contains("proved"), "{th}");
+        assert!(w.csv.lines().nth(1).unwrap().ends_with(",scan of ports 1234-3456 at 200.0 ports/s"), "{}", w.csv);
+        // Slower than the threshold: proved.
+        let r = run(&seed("naive.v4"), "never ACCEPT tcp dport 22 under scan rate 1-110");
+        assert!(matches!(r.answer, Answer::NoneAtAll(_)), "{r:?}");
+    }
+
+    #[test]
+    fn a_scan_unlocks_consecutive_knock_ports() {
+        let rules =
+            std::fs::read_to_string(format!("{}/tests/data/prove/consecutive.v4", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let r = run(&rules, "never ACCEPT tcp dport 22 under scan");
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        let dports: Vec<&str> = w.csv.lines().skip(1).map(|l| l.split(',').nth(5).unwrap()).collect();
+        assert_eq!(dports, ["1234", "1235", "1236", "22"], "{}", w.csv);
+        assert_eq!(r.exit_code(Quant::Never), 1);
+    }
+
+    /// The simulator's verdict of the last row of `csv`.
+    fn last_verdict(rs: &crate::model::Ruleset, csv: &str) -> Verdict {
+        use crate::sim::{Engine, Ifaces, Outcome, SimConfig};
+        let mut engine = Engine::new(rs, SimConfig::default(), Ifaces::default()).expect("simulable");
+        let mut trace = crate::trace::csv::CsvTrace::new("t", csv.as_bytes()).unwrap();
+        let mut out = Outcome::default();
+        while let Some(mut row) = trace.next_row().unwrap() {
+            row.pkt.iface = engine.iface(row.iface.as_str());
+            engine.step(crate::trace::to_jiffies(row.time_ns, HZ), &row.pkt, &mut out);
+        }
+        out.verdict
+    }
+
+    /// A small random knock-like ruleset on ports 1..=16 (goal port 9).
+    fn random_rules(seed: u64) -> String {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut out = String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        let secs = [1, 2, 5, 10];
+        for _ in 0..3 + next(5) {
+            let q = 1 + next(16);
+            let k = next(3);
+            let rule = match next(7) {
+                0 => format!("-p tcp -m tcp --dport {q} -m recent --set --name k{k}"),
+                1 => format!(
+                    "-p tcp -m tcp --dport {q} -m recent --rcheck --seconds {} --name k{k} -m recent --set --name k{}",
+                    secs[next(4) as usize],
+                    (k + 1) % 3
+                ),
+                2 => format!("-m recent --remove --name k{k}"),
+                3 => format!("-p tcp -m tcp --dport {q}:{} -j DROP", q + next(4)),
+                4 => "-p tcp -m tcp --syn -m recent --set --name f".to_string(),
+                5 => format!(
+                    "-m recent --update --seconds {} --hitcount {} --name f -j DROP",
+                    secs[next(2) as usize],
+                    2 + next(3)
+                ),
+                _ => format!(
+                    "-p tcp -m tcp --dport {} -m recent --rcheck --seconds {} --name k{k}",
+                    9,
+                    secs[next(4) as usize]
+                ),
+            };
+            out.push_str(&format!("-A INPUT {rule}\n"));
+        }
+        out.push_str(&format!("-A INPUT -p tcp -m tcp --dport 9 -m recent --rcheck --name k{} -j ACCEPT\n", next(3)));
+        out.push_str("COMMIT\n");
+        out
+    }
+
+    /// Soundness against the simulator: every scan of ports within 1..=20 at a few rates,
+    /// then a SYN to port 9 at a few delays; when one gets ACCEPT the prover must not
+    /// say PROVED.
+    #[test]
+    fn proved_scans_hold_in_the_simulator() {
+        let gaps_ns: [u64; 6] = [1_000_000, 4_000_000, 10_000_000, 300_000_000, 1_000_000_000, 3_000_000_000];
+        let delays_ns: [u64; 4] = [0, 4_000_000, 1_000_000_000, 8_000_000_000];
+        let (mut proved, mut falsified, mut unknown) = (0, 0, 0);
+        for seed in 1..=40u64 {
+            let rules = random_rules(seed);
+            let parsed = crate::load(&rules);
+            assert!(!parsed.has_errors(), "{rules}");
+            let rs = &parsed.ruleset;
+            let mut found: Option<String> = None;
+            'search: for p in 1..=20u64 {
+                for e in p..=20u64 {
+                    for g in gaps_ns {
+                        for d in delays_ns {
+                            let mut csv = String::from("time,src,dst,proto,sport,dport,flags\n");
+                            let t = |ns: u64| format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
+                            for q in p..=e {
+                                csv.push_str(&format!("{},203.0.113.7,192.0.2.1,tcp,40000,{q},S\n", t((q - p) * g)));
+                            }
+                            csv.push_str(&format!("{},203.0.113.7,192.0.2.1,tcp,40001,9,S\n", t((e - p) * g + d)));
+                            if last_verdict(rs, &csv) == Verdict::Accept {
+                                found = Some(csv);
+                                break 'search;
+                            }
+                        }
+                    }
+                }
+            }
+            let r = run(&rules, "never ACCEPT tcp dport 9 under scan");
+            match (&r.answer, &found) {
+                (Answer::NoneAtAll(_), Some(csv)) => panic!("PROVED, but the simulator accepts:\n{rules}\n{csv}"),
+                (Answer::NoneAtAll(_), None) => proved += 1,
+                (Answer::Witness(_), _) => falsified += 1,
+                (Answer::Unknown(_), _) => unknown += 1,
+                (a, _) => panic!("{a:?}"),
+            }
+        }
+        eprintln!("random scan properties: {proved} proved, {falsified} falsified, {unknown} unknown");
+        assert!(proved > 0 && falsified > 0, "{proved} proved, {falsified} falsified");
+    }
+
+    #[test]
+    fn pieces_cover_every_port_once() {
+        let b: BTreeSet<u32> = [2, 22, 23, 1234, 65535].into_iter().collect();
+        for slack in SLACKS {
+            let mut next = 1u32;
+            for p in pieces(&b, slack) {
+                let (lo, hi) = match p {
+                    Piece::Port(q) => (q as u32, q as u32),
+                    Piece::Run(lo, hi) => (lo as u32, hi as u32),
+                };
+                assert_eq!(lo, next, "{slack}");
+                assert!(hi >= lo);
+                next = hi + 1;
+            }
+            assert_eq!(next, 65536);
+        }
+    }
+}
