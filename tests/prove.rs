@@ -251,10 +251,16 @@ fn a_subnet_knock_takes_two_cooperating_sources() {
 }
 
 #[test]
-fn unimplemented_attackers_answer_unknown() {
-    let (code, out) = fwverify(&["prove", &seed("rules.v4"), "--prop", "never ACCEPT tcp dport 22 under flood"]);
+fn a_flood_in_the_right_order_knocks_and_none_is_invalid() {
+    let (out, rows) = prove_and_replay(&seed("rules.v4"), "never ACCEPT tcp dport 22 under flood", "6", 1);
+    let dports: Vec<&str> = rows.iter().map(|r| field(r, 5)).collect();
+    assert_eq!(dports, ["1234", "2345", "3456", "22"], "{out}");
+    let (code, out) =
+        fwverify(&["prove", &seed("rules.v4"), "--prop", "never ACCEPT tcp dport 22 ctstate INVALID under flood"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("PROVED (unbounded)"), "{out}");
+    let (code, out) = fwverify(&["prove", &seed("rules.v4"), "--prop", "at most 3 ACCEPT tcp dport 22 under flood"]);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("UNKNOWN: flood attacker not implemented yet"), "{out}");
 }
 
 #[test]

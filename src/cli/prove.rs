@@ -37,7 +37,9 @@ Attackers (`under …`):
                   default any) and then the goal packet; answers hold for every such scan
                   (`PROVED (unbounded)`); a counterexample is the whole scan, with its rate
                   and the threshold rate
-  flood           answers UNKNOWN (not implemented yet)
+  flood           TCP SYNs to distinct ports in any order at one constant rate, then the
+                  goal packet; a witness is the shortest such flood, `PROVED (unbounded)`
+                  covers floods of any length
  Witness packets are ones a real
 host delivers (a non-special source other than the destination, a --host address or one
 fixed unicast destination, eth0, TCP SYN, TTL 64 where the rules allow). Every witness is

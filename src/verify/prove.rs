@@ -119,6 +119,7 @@ use crate::model::{Family, Hook, Match, Ruleset, TableName};
 use crate::packet::FlagLetters;
 use crate::sim::Verdict;
 
+mod flood;
 mod scan;
 
 /// Timer frequency of the encoding and of the replay.
@@ -282,9 +283,7 @@ enum Mode {
 /// Decides `prop` on `rs`.
 pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Proved, VerifyError> {
     match prop.attacker {
-        Attacker::Any => {}
-        Attacker::Scan { .. } => {}
-        Attacker::Flood => return Ok(unknown("flood attacker not implemented yet")),
+        Attacker::Any | Attacker::Scan { .. } | Attacker::Flood => {}
         Attacker::Sources(0) => return Err(VerifyError::Input("`sources N` needs N ≥ 1".into())),
         Attacker::Sources(_) => {}
     }
@@ -354,6 +353,9 @@ pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Prove
     let s = Setup { rs, u, table, depth, prop, opts };
     if let Attacker::Scan { min_rate, max_rate } = prop.attacker {
         return scan::prove_scan(&s, min_rate, max_rate);
+    }
+    if prop.attacker == Attacker::Flood {
+        return flood::prove_flood(&s);
     }
     let info = match prop.attacker {
         Attacker::Sources(n) => match s.sources_check(n) {
@@ -1333,8 +1335,8 @@ COMMIT
 
     #[test]
     fn unsupported_attackers_are_unknown() {
-        let r = run(LIMITER, "never ACCEPT tcp dport 22 under flood", 4);
-        assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("flood attacker not implemented")));
+        let r = run(LIMITER, "at most 3 ACCEPT tcp dport 22 under flood", 4);
+        assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("`at most N` is not encoded")), "{r:?}");
         assert_eq!(r.exit_code(Quant::Never), 3);
     }
 }

@@ -77,11 +77,11 @@ enum Piece {
 
 /// What the packets of a run can do.
 #[derive(Clone, Debug, Default)]
-struct RunEffects {
+pub(super) struct RunEffects {
     /// Per recent table: (may `--set`, may `--update`, may `--remove`).
-    tables: BTreeMap<String, (bool, bool, bool)>,
+    pub(super) tables: BTreeMap<String, (bool, bool, bool)>,
     /// A packet of the run may be accepted.
-    accept: bool,
+    pub(super) accept: bool,
 }
 
 /// The encoding of one search.
@@ -150,7 +150,7 @@ fn pieces(bounds: &BTreeSet<u32>, slack: u32) -> Vec<Piece> {
 }
 
 /// Every field but the destination port equal.
-fn same_but_dport(a: &SymPacket, b: &SymPacket) -> Bool {
+pub(super) fn same_but_dport(a: &SymPacket, b: &SymPacket) -> Bool {
     let mut c = vec![
         a.src.eq(&b.src),
         a.dst.eq(&b.dst),
@@ -194,7 +194,7 @@ fn port_in(x: &z3::ast::BV, lo: u16, hi: u16) -> Bool {
 
 impl Setup<'_> {
     /// The scan template: a TCP SYN of the attacker's, as `mode` wants its packets.
-    fn scan_template(&self, solver: &Solver, tag: &str, mode: Mode) -> SymPacket {
+    pub(super) fn scan_template(&self, solver: &Solver, tag: &str, mode: Mode) -> SymPacket {
         let tmpl = SymPacket::new(&format!("{tag}.scan"), &self.u);
         let empty = Trace { pkts: Vec::new(), times: Vec::new(), travs: Vec::new() };
         solver.assert(self.packet_constraints(&tmpl, &empty, mode, &[]));
@@ -203,8 +203,33 @@ impl Setup<'_> {
         tmpl
     }
 
-    /// What packets of the scan to ports `lo..=hi` can do, every stateful match free.
-    fn run_effects(&self, lo: u16, hi: u16) -> Result<RunEffects, VerifyError> {
+    /// The recent tables a SYN of the attacker's (any destination port) can ever put it
+    /// in: the least fixpoint of "a `--set` of the table is reachable when every table
+    /// outside the set is known not to hold the attacker". Tables outside it never do in
+    /// any scan or flood (they start empty, `--update` creates nothing), so their matches
+    /// are fixed in the run summaries.
+    pub(super) fn settable(&self) -> Result<BTreeSet<String>, VerifyError> {
+        let mut set: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let absent: BTreeSet<String> = self.depth.keys().filter(|t| !set.contains(*t)).cloned().collect();
+            let eff = self.run_effects(1, 65535, &absent)?;
+            let next: BTreeSet<String> = eff
+                .tables
+                .iter()
+                .filter(|(_, (s, _, _))| *s)
+                .map(|(t, _)| t.clone())
+                .chain(set.iter().cloned())
+                .collect();
+            if next == set {
+                return Ok(set);
+            }
+            set = next;
+        }
+    }
+
+    /// What packets of the scan to ports `lo..=hi` can do, every stateful match free
+    /// except the recent matches of `absent` tables (which never hold the attacker).
+    pub(super) fn run_effects(&self, lo: u16, hi: u16, absent: &BTreeSet<String>) -> Result<RunEffects, VerifyError> {
         let solver = Solver::new();
         let tmpl = self.scan_template(&solver, "side", Mode::Over);
         let rep = SymPacket::new("side.run", &self.u);
@@ -215,6 +240,13 @@ impl Setup<'_> {
             solver.assert(d);
         }
         solver.assert(&trav.entry);
+        for su in &trav.stateful {
+            if let (Match::Recent(rc), Some(v)) = (&su.rule.get(self.rs).matches[su.index].m, &su.var) {
+                if absent.contains(&rc.name) && rc.mode != RecentMode::Set {
+                    solver.assert(v.eq(Bool::from_bool(rc.inv)));
+                }
+            }
+        }
         let mut eff = RunEffects::default();
         for su in &trav.stateful {
             let Match::Recent(rc) = &su.rule.get(self.rs).matches[su.index].m else { continue };
@@ -244,7 +276,7 @@ impl Setup<'_> {
     }
 
     /// Threads the recent tables through one traversal at `now`, when `live`.
-    fn thread_state(
+    pub(super) fn thread_state(
         &self,
         solver: &Solver,
         trav: &Traversal,
@@ -284,6 +316,55 @@ impl Setup<'_> {
             if !free.contains(&d) {
                 free.push(d);
             }
+        }
+    }
+
+    /// The state after a summarised run (`live`: it is part of the trace): a table the
+    /// run cannot touch is unchanged, one it can only remove from may lose the attacker,
+    /// one it can set or update may hold any stamps up to `end` (and the goal's time).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn summarise(
+        &self,
+        solver: &Solver,
+        key: &str,
+        eff: &RunEffects,
+        live: &Bool,
+        end: &Int,
+        goal_t: &Int,
+        state: &mut BTreeMap<String, RState>,
+    ) {
+        for (name, &(set, update, remove)) in &eff.tables {
+            if !(set || update || remove) {
+                continue;
+            }
+            let h = self.depth[name];
+            let old = state[name].clone();
+            let fresh = |what: &str| format!("{key}.{name}.{what}");
+            let present = if set || remove {
+                let p = Bool::new_const(fresh("present"));
+                if !set {
+                    solver.assert(p.implies(&old.present));
+                }
+                p
+            } else {
+                old.present.clone()
+            };
+            let (n, stamps) = if set || update {
+                let n = Int::new_const(fresh("n"));
+                solver.assert(n.ge(Int::from_u64(0)));
+                solver.assert(n.le(Int::from_u64(h as u64)));
+                let stamps: Vec<Int> = (0..h).map(|j| Int::new_const(fresh(&format!("s{j}")))).collect();
+                solver.assert(stamps[0].le(end));
+                solver.assert(stamps[0].le(goal_t));
+                for j in 1..h {
+                    solver.assert(stamps[j].le(&stamps[j - 1]));
+                }
+                (n, stamps)
+            } else {
+                (old.n.clone(), old.stamps.clone())
+            };
+            let new = RState { present, n, stamps };
+            state.insert(name.clone(), RState::ite(live, &new, &old));
         }
     }
 
@@ -356,39 +437,7 @@ impl Setup<'_> {
                     let eff = &effects[&(lo, hi)];
                     let live = Bool::and(&[first.le(Int::from_u64(hi as u64)), last.ge(Int::from_u64(lo as u64))]);
                     let end = at(hi);
-                    for (name, &(set, update, remove)) in &eff.tables {
-                        if !(set || update || remove) {
-                            continue;
-                        }
-                        let h = self.depth[name];
-                        let old = state[name].clone();
-                        let fresh = |what: &str| format!("{tag}.r{lo}.{name}.{what}");
-                        let present = if set || remove {
-                            let p = Bool::new_const(fresh("present"));
-                            if !set {
-                                solver.assert(p.implies(&old.present));
-                            }
-                            p
-                        } else {
-                            old.present.clone()
-                        };
-                        let (n, stamps) = if set || update {
-                            let n = Int::new_const(fresh("n"));
-                            solver.assert(n.ge(Int::from_u64(0)));
-                            solver.assert(n.le(Int::from_u64(h as u64)));
-                            let stamps: Vec<Int> = (0..h).map(|j| Int::new_const(fresh(&format!("s{j}")))).collect();
-                            solver.assert(stamps[0].le(&end));
-                            solver.assert(stamps[0].le(&goal_t));
-                            for j in 1..h {
-                                solver.assert(stamps[j].le(&stamps[j - 1]));
-                            }
-                            (n, stamps)
-                        } else {
-                            (old.n.clone(), old.stamps.clone())
-                        };
-                        let new = RState { present, n, stamps };
-                        state.insert(name.clone(), RState::ite(&live, &new, &old));
-                    }
+                    self.summarise(&solver, &format!("{tag}.r{lo}"), eff, &live, &end, &goal_t, &mut state);
                     if eff.accept {
                         let rep = SymPacket::new(&format!("{tag}.r{lo}"), u);
                         solver.assert(same_but_dport(&rep, &tmpl));
@@ -454,6 +503,8 @@ pub(super) fn prove_scan(s: &Setup<'_>, min_rate: Option<u32>, max_rate: Option<
         (Some(a), Some(b)) => format!("every sequential TCP SYN scan at {a} to {b} ports/s"),
     };
     let bounds = boundaries(s);
+    let settable = s.settable()?;
+    let absent: BTreeSet<String> = s.depth.keys().filter(|t| !settable.contains(*t)).cloned().collect();
     let mut notes: Vec<String> = Vec::new();
     let mut last_why = String::new();
     for slack in SLACKS {
@@ -461,7 +512,7 @@ pub(super) fn prove_scan(s: &Setup<'_>, min_rate: Option<u32>, max_rate: Option<
         let mut effects = BTreeMap::new();
         for p in &pieces {
             if let Piece::Run(lo, hi) = *p {
-                effects.insert((lo, hi), s.run_effects(lo, hi)?);
+                effects.insert((lo, hi), s.run_effects(lo, hi, &absent)?);
             }
         }
         let mut free = Vec::new();
@@ -793,7 +844,7 @@ fn fmt_gap(ns: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::{prove, ProveOptions};
     use super::*;
     use crate::verify::property::{parse_property, Quant};
@@ -847,7 +898,7 @@ mod tests {
     }
 
     /// The simulator's verdict of the last row of `csv`.
-    fn last_verdict(rs: &crate::model::Ruleset, csv: &str) -> Verdict {
+    pub(in crate::verify::prove) fn last_verdict(rs: &crate::model::Ruleset, csv: &str) -> Verdict {
         use crate::sim::{Engine, Ifaces, Outcome, SimConfig};
         let mut engine = Engine::new(rs, SimConfig::default(), Ifaces::default()).expect("simulable");
         let mut trace = crate::trace::csv::CsvTrace::new("t", csv.as_bytes()).unwrap();
@@ -860,7 +911,7 @@ mod tests {
     }
 
     /// A small random knock-like ruleset on ports 1..=16 (goal port 9).
-    fn random_rules(seed: u64) -> String {
+    pub(in crate::verify::prove) fn random_rules(seed: u64) -> String {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut next = |n: u64| {
             x ^= x << 13;
