@@ -264,6 +264,17 @@ fn a_flood_in_the_right_order_knocks_and_none_is_invalid() {
 }
 
 #[test]
+fn no_trace_of_any_length_gets_an_invalid_packet_to_ssh_on_the_seed() {
+    let (code, out) = fwverify(&["prove", &seed("rules.v4"), "--prop", "never ACCEPT tcp dport 22 ctstate INVALID"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("PROVED (unbounded)"), "{out}");
+    assert!(out.contains("unbounded: every trace of any length from one source"), "{out}");
+    let (code, out) = fwverify(&["prove", &seed("rules.v4"), "--prop", "possible ACCEPT tcp dport 3389"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("IMPOSSIBLE (unbounded)"), "{out}");
+}
+
+#[test]
 fn no_scan_unlocks_the_corrected_seed() {
     let (code, out) = fwverify(&["prove", &seed("rules.v4"), "--prop", "never ACCEPT tcp dport 22 under scan"]);
     assert_eq!(code, 0, "{out}");

@@ -28,7 +28,9 @@ Properties (one per --prop, or one per line of a --props file, `#` comments):
 
 Attackers (`under …`):
   any (default)   every field of every packet and every gap symbolic, one source address;
-                  results are bounded: `PROVED up to K packets`, `IMPOSSIBLE up to K packets`
+                  results are bounded (`PROVED up to K packets`, `IMPOSSIBLE up to K
+                  packets`), or `PROVED (unbounded)` when a search that summarises any
+                  number of further packets between K exact ones finds no trace either
   sources N       the same with N cooperating addresses (recent tables per address; the
                   answer says why no entry can be evicted within K packets)
   scan [rate LO-HI]

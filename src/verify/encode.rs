@@ -343,6 +343,12 @@ impl SymPacket {
         }
     }
 
+    /// The same packet with another conntrack state variable (constraints put on the
+    /// copy's fields bind this packet's, but for the state).
+    pub fn with_ct(&self, ct: BV) -> SymPacket {
+        SymPacket { ct, ..self.clone() }
+    }
+
     /// Address width.
     pub fn width(&self) -> u32 {
         self.width

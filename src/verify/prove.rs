@@ -121,6 +121,7 @@ use crate::sim::Verdict;
 
 mod flood;
 mod scan;
+mod unbounded;
 
 /// Timer frequency of the encoding and of the replay.
 pub const HZ: u32 = 250;
@@ -393,6 +394,15 @@ pub fn prove(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Prove
     // Phase 2: no witness among first-packet traces; is there any trace at all?
     let (found, _) = s.search(Mode::Over, 0, &mut notes, &mut false)?;
     let answer = match found {
+        None if prop.attacker == Attacker::Any
+            && prop.initially_in.is_empty()
+            && matches!(prop.quant, Quant::Never | Quant::Possible)
+            && s.any_unbounded()? =>
+        {
+            Answer::NoneAtAll(
+                "every trace of any length from one source (assumption: the host opens no connections to it)".into(),
+            )
+        }
         None => Answer::NoneUpTo(opts.k),
         Some((_, n)) if no_prefix => Answer::Unknown(format!(
             "a {n}-packet trace exists from the initial state, but no prefix of at most {pre} packets creates the \

@@ -39,7 +39,7 @@ struct FloodEnc {
 }
 
 impl Setup<'_> {
-    fn empty_state(&self) -> BTreeMap<String, RState> {
+    pub(super) fn empty_state(&self) -> BTreeMap<String, RState> {
         self.depth
             .iter()
             .map(|(name, h)| {

@@ -209,10 +209,18 @@ impl Setup<'_> {
     /// any scan or flood (they start empty, `--update` creates nothing), so their matches
     /// are fixed in the run summaries.
     pub(super) fn settable(&self) -> Result<BTreeSet<String>, VerifyError> {
+        self.settable_by(|absent| self.run_effects(1, 65535, absent))
+    }
+
+    /// [`Setup::settable`] for packets whose effects `effects` gives.
+    pub(super) fn settable_by(
+        &self,
+        effects: impl Fn(&BTreeSet<String>) -> Result<RunEffects, VerifyError>,
+    ) -> Result<BTreeSet<String>, VerifyError> {
         let mut set: BTreeSet<String> = BTreeSet::new();
         loop {
             let absent: BTreeSet<String> = self.depth.keys().filter(|t| !set.contains(*t)).cloned().collect();
-            let eff = self.run_effects(1, 65535, &absent)?;
+            let eff = effects(&absent)?;
             let next: BTreeSet<String> = eff
                 .tables
                 .iter()
@@ -235,18 +243,28 @@ impl Setup<'_> {
         let rep = SymPacket::new("side.run", &self.u);
         solver.assert(same_but_dport(&rep, &tmpl));
         solver.assert(port_in(&rep.dport, lo, hi));
-        let trav = Traversal::encode(self.rs, self.table, Hook::Input, &rep, &self.u, StateModel::Any)?;
+        // A scan SYN is the first packet of its connection (the template says so).
+        self.effects_of(&solver, &rep, absent, &Bool::from_bool(true), &format!("scan ports {lo}-{hi}"))
+    }
+
+    /// What the packet `rep` (constrained on `solver`) can do, every stateful match free
+    /// except the recent matches of `absent` tables: the recent tables it can `--set`,
+    /// `--update` or `--remove`, and whether it can be accepted when `opens` holds (the
+    /// condition under which an accepted packet creates a connection).
+    pub(super) fn effects_of(
+        &self,
+        solver: &Solver,
+        rep: &SymPacket,
+        absent: &BTreeSet<String>,
+        opens: &Bool,
+        what: &str,
+    ) -> Result<RunEffects, VerifyError> {
+        let trav = Traversal::encode(self.rs, self.table, Hook::Input, rep, &self.u, StateModel::Any)?;
         for d in &trav.defs {
             solver.assert(d);
         }
         solver.assert(&trav.entry);
-        for su in &trav.stateful {
-            if let (Match::Recent(rc), Some(v)) = (&su.rule.get(self.rs).matches[su.index].m, &su.var) {
-                if absent.contains(&rc.name) && rc.mode != RecentMode::Set {
-                    solver.assert(v.eq(Bool::from_bool(rc.inv)));
-                }
-            }
-        }
+        self.fix_absent(solver, &trav, absent);
         let mut eff = RunEffects::default();
         for su in &trav.stateful {
             let Match::Recent(rc) = &su.rule.get(self.rs).matches[su.index].m else { continue };
@@ -262,7 +280,7 @@ impl Setup<'_> {
                 continue;
             }
             let guard = Bool::and(&[trav.occurrences[su.occ].reach.clone(), su.before.clone()]);
-            if check(&solver, &[guard], || format!("the effects of scan ports {lo}-{hi}"))? {
+            if check(solver, &[guard], || format!("the effects of {what}"))? {
                 let e = eff.tables.get_mut(&rc.name).expect("entry");
                 match kind {
                     0 => e.0 = true,
@@ -271,8 +289,20 @@ impl Setup<'_> {
                 }
             }
         }
-        eff.accept = check(&solver, &[trav.verdict(Final::Accept)], || format!("scan ports {lo}-{hi}"))?;
+        eff.accept = check(solver, &[trav.verdict(Final::Accept), opens.clone()], || what.to_string())?;
         Ok(eff)
+    }
+
+    /// The recent matches of `absent` tables (never holding the attacker) in `trav` take
+    /// their value for a missing entry.
+    pub(super) fn fix_absent(&self, solver: &Solver, trav: &Traversal, absent: &BTreeSet<String>) {
+        for su in &trav.stateful {
+            if let (Match::Recent(rc), Some(v)) = (&su.rule.get(self.rs).matches[su.index].m, &su.var) {
+                if absent.contains(&rc.name) && rc.mode != RecentMode::Set {
+                    solver.assert(v.eq(Bool::from_bool(rc.inv)));
+                }
+            }
+        }
     }
 
     /// Threads the recent tables through one traversal at `now`, when `live`.
