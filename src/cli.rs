@@ -105,6 +105,11 @@ pub struct SimArgs {
     /// Interface the packets of a pcap/pcapng capture arrive on.
     #[arg(long, default_value = "eth0", value_parser = parse_iface)]
     pub iface: crate::trace::IfaceBuf,
+    /// nf_conntrack_max: connections the simulated table holds; when full, `early_drop`
+    /// evicts connections that are not ASSURED or the new packet is dropped (simulator
+    /// only: the kernel backend runs with the machine's value, read-only in a namespace).
+    #[arg(long, default_value_t = crate::sim::CONNTRACK_MAX, value_parser = clap::value_parser!(u32).range(1..=(1 << 30)))]
+    pub conntrack_max: u32,
 }
 
 fn parse_iface(s: &str) -> Result<crate::trace::IfaceBuf, String> {
@@ -131,6 +136,8 @@ impl SimArgs {
             hosts: self.host.clone(),
             listen: self.listen.clone(),
             forward: self.forward,
+            conntrack_max: self.conntrack_max,
+            ..crate::sim::SimConfig::default()
         }
     }
 }

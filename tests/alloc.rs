@@ -6,9 +6,9 @@
 //! packets/s. The warm-up covers 20 minutes of trace time, longer than any connection
 //! of this workload lives (SYN_SENT's 120 s is the longest), so the connection table,
 //! the ICMP rate-limit peers and the hash tables behind them have reached their steady
-//! size. The host listens on tcp:22 only: a half-open connection to a listening port is
-//! kept by the host model until it is reset or closed (no SYN_RECV expiry or syncookies
-//! yet), so a SYN flood at a listening port grows that table without bound.
+//! size. The host listens on tcp:22 only, so the SYN flooders' half-open connections do
+//! not fill an accept queue during the measurement (the queues and the connection table
+//! are bounded — `--conntrack-max` — but fill up over a longer warm-up than this one).
 //!
 //! The counting allocator is global to the test binary, but it only counts, per thread,
 //! so the other tests running beside this one neither disturb nor are disturbed by it.

@@ -149,6 +149,12 @@ fn conform_refuses_a_bad_scenario_with_exit_2() {
 /// fixed in the simulator.)
 const EXTRA: &[(&str, &str, &[&str], &str)] = &[
     (
+        "tests/data/conform/accept-queue.v4",
+        "tests/data/conform/accept-queue.csv",
+        &["--listen", "tcp:80"],
+        "tests/data/conform/accept-queue.csv: 8199 rows: 0 disagreements\n",
+    ),
+    (
         "tests/data/conform/host.v4",
         "tests/data/conform/host.csv",
         &["--listen", "tcp:22,tcp:25"],

@@ -30,7 +30,8 @@ Attackers (`under …`):
   any (default)   every field of every packet and every gap symbolic, one source address;
                   results are bounded (`PROVED up to K packets`, `IMPOSSIBLE up to K
                   packets`), or `PROVED (unbounded)` when a search that summarises any
-                  number of further packets between K exact ones finds no trace either
+                  number of further packets between K exact ones (`at most N`: between
+                  the N+1 counted ones) finds no trace either
   sources N       the same with N cooperating addresses (recent tables per address; the
                   answer says why no entry can be evicted within K packets)
   scan [rate LO-HI]

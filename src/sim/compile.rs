@@ -618,6 +618,9 @@ pub(crate) struct Pre {
     /// False when the rule has no matches and its IP part is at most a protocol test
     /// that its protocol class decides: reaching it (`Program::next`) means it matches.
     pub full: bool,
+    /// False when the rule's IP part is at most a protocol test that its protocol class
+    /// decides (`ip_match` would hold for every packet reaching it).
+    pub ip: bool,
 }
 
 /// A run of consecutive rules of one chain, from some rule to `end`, that all test one
@@ -752,6 +755,7 @@ fn pre_of(p: &Program, r: &CRule) -> Pre {
         run: u32::MAX,
         after: [0; 4],
         full: true,
+        ip: true,
     };
     let ip = &r.ip;
     let proto_exact = ip.proto.is_none_or(|p| {
@@ -763,9 +767,9 @@ fn pre_of(p: &Program, r: &CRule) -> Pre {
         && ip.in_iface.is_none()
         && ip.out_iface.is_none()
         && ip.fragment.is_none()
-        && r.matches.0 == r.matches.1
     {
-        pre.full = false;
+        pre.ip = false;
+        pre.full = r.matches.0 != r.matches.1;
     }
     // As `Cidr::contains`: `(a & mask) == addr`, the address unmasked.
     if let Some((net, mask, inv)) = v4_test(&r.ip.src) {

@@ -4,8 +4,6 @@
 
 use std::net::IpAddr;
 
-use rustc_hash::FxHashMap;
-
 use super::Jiffies;
 use crate::model::matches::ctstate;
 use crate::packet::{proto, Packet};
@@ -188,7 +186,10 @@ pub struct Conn {
     /// A FIN was seen in [orig, reply].
     fin_seen: [bool; 2],
     /// Direction and index of the last packet (for RST reopen).
-    last: (usize, usize),
+    last: (u8, u8),
+    /// The reply-direction key, fixed when the connection is confirmed (NAT bindings are
+    /// made before that).
+    repl: Key,
     /// Entered in the table (confirmed and not killed since).
     in_table: bool,
     /// Source NAT binding of the original direction: the address and port (ICMP: the
@@ -237,6 +238,161 @@ impl Conn {
     }
 }
 
+/// The hash of a tuple: FxHash of its words, mixed once more. The high 32 bits place it
+/// (home slot in [`Index`], emulated kernel bucket), bits 8–23 are its tag.
+fn tuple_hash(k: &Key) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    k.hash(&mut h);
+    let x = h.finish();
+    (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+/// The placing half of a tuple hash.
+fn hi(h: u64) -> u32 {
+    (h >> 32) as u32
+}
+
+/// The tag of a tuple hash in [`Index::tags`] (never 0, which marks an empty slot).
+fn tag(h: u64) -> u16 {
+    (h >> 8) as u16 | 1
+}
+
+/// `reciprocal_scale(hash, n)`: the kernel's map of a 32-bit hash onto `0..n`.
+fn scale(h: u32, n: u64) -> u64 {
+    (h as u64 * n) >> 32
+}
+
+/// Both tuples of every connection in the table: open addressing with linear probing, at
+/// most three quarters full; per slot a 16-bit tag (0: empty), the connection id × 2 +
+/// direction and the placing half of the tuple's hash, in separate arrays so that a
+/// lookup that misses (every new connection) reads only the small tag array. Keys are
+/// compared with the connection's own copy, so the index holds no key: 10 bytes per slot
+/// instead of the 49 of a map from `Key`.
+#[derive(Debug)]
+struct Index {
+    tags: Vec<u16>,
+    ids: Vec<u32>,
+    his: Vec<u32>,
+    len: usize,
+}
+
+impl Index {
+    fn new(bits: u32) -> Index {
+        Index { tags: vec![0; 1 << bits], ids: vec![0; 1 << bits], his: vec![0; 1 << bits], len: 0 }
+    }
+
+    fn mask(&self) -> usize {
+        self.tags.len() - 1
+    }
+
+    fn home(&self, hi: u32) -> usize {
+        scale(hi, self.tags.len() as u64) as usize
+    }
+
+    fn find(&self, key: &Key, h: u64, conns: &[Conn]) -> Option<(u32, bool)> {
+        let mask = self.mask();
+        let t = tag(h);
+        let mut i = self.home(hi(h));
+        loop {
+            let s = self.tags[i];
+            if s == 0 {
+                return None;
+            }
+            if s == t {
+                let v = self.ids[i];
+                let (id, reply) = (v >> 1, v & 1 != 0);
+                let c = &conns[id as usize];
+                if *key == if reply { c.repl } else { c.orig } {
+                    return Some((id, reply));
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn insert(&mut self, h: u64, id: u32, reply: bool) {
+        if 4 * (self.len + 1) > 3 * self.tags.len() {
+            let bits = self.tags.len().trailing_zeros() + 1;
+            let old = std::mem::replace(self, Index::new(bits));
+            for (i, &t) in old.tags.iter().enumerate() {
+                if t != 0 {
+                    self.put(t, old.his[i], old.ids[i]);
+                }
+            }
+            self.len = old.len;
+        }
+        self.put(tag(h), hi(h), id << 1 | reply as u32);
+        self.len += 1;
+    }
+
+    fn put(&mut self, t: u16, hi: u32, v: u32) {
+        let mask = self.mask();
+        let mut i = self.home(hi);
+        while self.tags[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.tags[i] = t;
+        self.ids[i] = v;
+        self.his[i] = hi;
+    }
+
+    /// Removes the entry of connection `id` in direction `reply` with hash `h`
+    /// (backward-shift deletion: no tombstones).
+    fn remove(&mut self, h: u64, id: u32, reply: bool) {
+        let (t, v) = (tag(h), id << 1 | reply as u32);
+        let mask = self.mask();
+        let mut i = self.home(hi(h));
+        while self.tags[i] != t || self.ids[i] != v {
+            debug_assert!(self.tags[i] != 0, "connection {id} not indexed");
+            i = (i + 1) & mask;
+        }
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            if self.tags[j] == 0 {
+                break;
+            }
+            let k = self.home(self.his[j]);
+            // The entry at j may move into the hole at i unless its home lies cyclically
+            // in (i, j].
+            let stays = if i <= j { i < k && k <= j } else { i < k || k <= j };
+            if !stays {
+                self.tags[i] = self.tags[j];
+                self.ids[i] = self.ids[j];
+                self.his[i] = self.his[j];
+                i = j;
+            }
+        }
+        self.tags[i] = 0;
+        self.len -= 1;
+    }
+
+    /// Pushes onto `out` the connection ids of every tuple whose emulated kernel bucket
+    /// (`reciprocal_scale(hash, buckets)`) is `b`.
+    fn bucket(&self, b: u64, buckets: u64, out: &mut Vec<u32>) {
+        // Hashes of bucket b: [ceil(b·2^32/n), ceil((b+1)·2^32/n)); their home slots are
+        // a contiguous range, and a tuple sits at or after its home with no empty slot
+        // between: scan from the first home to the first empty slot past the last one.
+        let lo = ((b << 32).div_ceil(buckets)).min(u32::MAX as u64) as u32;
+        let hi = ((((b + 1) << 32).div_ceil(buckets)) - 1).min(u32::MAX as u64) as u32;
+        let mask = self.mask();
+        let (first, last) = (self.home(lo), self.home(hi));
+        let span = last.wrapping_sub(first) & mask;
+        let mut i = first;
+        for off in 0..self.tags.len() {
+            if self.tags[i] == 0 {
+                if off > span {
+                    break;
+                }
+            } else if scale(self.his[i], buckets) == b {
+                out.push(self.ids[i] >> 1);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
 /// The connection a packet belongs to while it traverses the hooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CtRef {
@@ -274,9 +430,8 @@ pub fn state_bits(r: CtRef, table: &Conntrack) -> u8 {
 #[derive(Debug)]
 pub struct Conntrack {
     hz: u64,
-    /// Both directions' keys of every connection in the table. FxHash: a tuple is
-    /// hashed two to four times per packet, and chosen-key attacks are no concern offline.
-    map: FxHashMap<Key, (u32, bool)>,
+    /// Both directions' keys of every connection in the table.
+    index: Index,
     conns: Vec<Conn>,
     free: Vec<u32>,
     pending: Option<Conn>,
@@ -285,6 +440,15 @@ pub struct Conntrack {
     aborted: Option<Conn>,
     /// Next slot of `conns` the garbage collector looks at.
     gc_next: usize,
+    /// `nf_conntrack_max`: connections the table holds at most.
+    max: usize,
+    /// `nf_conntrack_buckets`: hash buckets, for `early_drop`'s choice of victims.
+    buckets: u64,
+    /// Set when the last [`Conntrack::packet_in`] found the table full and could not
+    /// make room: the kernel drops that packet (`nf_conntrack_in` returns NF_DROP).
+    full: bool,
+    /// Scratch list of `early_drop`'s candidates (kept to avoid allocating per packet).
+    victims: Vec<u32>,
 }
 
 /// Slots of the connection table [`Conntrack::gc`] examines per call.
@@ -305,19 +469,67 @@ fn icmp_reply_type(t: u8, p: u8) -> Option<u8> {
 }
 
 impl Conntrack {
-    /// An empty table.
-    pub fn new(hz: u32) -> Conntrack {
-        let mut map = FxHashMap::default();
-        map.reserve(4096);
+    /// An empty table holding at most `max` connections (`nf_conntrack_max`) in
+    /// `buckets` hash buckets (`nf_conntrack_buckets`).
+    pub fn new(hz: u32, max: u32, buckets: u32) -> Conntrack {
         Conntrack {
             hz: hz as u64,
-            map,
+            index: Index::new(12),
             conns: Vec::with_capacity(2048),
             free: Vec::with_capacity(2048),
             pending: None,
             aborted: None,
             gc_next: 0,
+            max: max as usize,
+            buckets: buckets.max(1) as u64,
+            full: false,
+            victims: Vec::with_capacity(64),
         }
+    }
+
+    /// True when the last packet given to [`Conntrack::packet_in`] was dropped because
+    /// the table was full (`nf_conntrack: table full, dropping packet`).
+    pub fn table_full(&self) -> bool {
+        self.full
+    }
+
+    /// `__nf_conntrack_alloc`'s test before a new connection is made for a packet of
+    /// tuple `key`: with the table at `nf_conntrack_max`, `early_drop` must free room,
+    /// or the packet is dropped. Returns false in that case.
+    fn make_room(&mut self, key: &Key, now: Jiffies) -> bool {
+        if self.len() < self.max {
+            return true;
+        }
+        // `early_drop`: from the new tuple's bucket on, up to NF_CT_EVICTION_RANGE (8)
+        // buckets; in the first bucket where any is found, every confirmed connection that
+        // is not ASSURED is deleted (`early_drop_list`); expired ones met on the way are
+        // collected without counting. The kernel's bucket hash has a random seed per
+        // boot, so which connections go differs from run to run; here the hash is fixed.
+        let mut b = scale(hi(tuple_hash(key)), self.buckets);
+        for _ in 0..8 {
+            let mut victims = std::mem::take(&mut self.victims);
+            victims.clear();
+            self.index.bucket(b, self.buckets, &mut victims);
+            let mut drops = 0;
+            for &id in &victims {
+                let c = &self.conns[id as usize];
+                if !c.in_table {
+                    continue; // both tuples were in the bucket
+                }
+                if c.expires < now {
+                    self.kill(id);
+                } else if !c.assured {
+                    self.kill(id);
+                    drops += 1;
+                }
+            }
+            self.victims = victims;
+            if drops > 0 {
+                return true;
+            }
+            b = (b + 1) % self.buckets;
+        }
+        false
     }
 
     /// Removes expired connections, a few slots per call: the kernel's `gc_worker`,
@@ -347,6 +559,11 @@ impl Conntrack {
     /// Connections in the table (expired ones not yet collected included).
     pub fn len(&self) -> usize {
         self.conns.len() - self.free.len()
+    }
+
+    /// Slots of the connection vector, live and free.
+    pub fn slots(&self) -> usize {
+        self.conns.len()
     }
 
     /// True when no connection is in the table.
@@ -410,9 +627,9 @@ impl Conntrack {
         let c = &mut self.conns[id as usize];
         debug_assert!(c.in_table, "connection {id} killed twice");
         c.in_table = false;
-        let (o, r) = (c.orig, c.reply());
-        self.map.remove(&o);
-        self.map.remove(&r);
+        let (o, r) = (tuple_hash(&c.orig), tuple_hash(&c.repl));
+        self.index.remove(o, id, false);
+        self.index.remove(r, id, true);
         self.free.push(id);
     }
 
@@ -421,13 +638,16 @@ impl Conntrack {
     pub fn packet_in(&mut self, p: &Packet, now: Jiffies) -> CtRef {
         self.pending = None;
         self.aborted = None;
-        if p.proto == proto::TCP && !tcp_flags_valid(p.flags) {
-            return CtRef::Invalid;
-        }
+        self.full = false;
+        // `tcp_error` runs after the lookup (and, without an entry, after the allocation
+        // below): an invalid segment is INVALID either way.
+        let bad_flags = p.proto == proto::TCP && !tcp_flags_valid(p.flags);
         let key = Self::key(p);
-        if let Some(&(id, reply)) = self.map.get(&key) {
+        if let Some((id, reply)) = self.index.find(&key, tuple_hash(&key), &self.conns) {
             if self.conns[id as usize].expires < now {
                 self.kill(id);
+            } else if bad_flags {
+                return CtRef::Invalid;
             } else {
                 return self.existing(id, reply, p, now);
             }
@@ -444,6 +664,16 @@ impl Conntrack {
             // (`noct_valid_new` in nf_conntrack_proto_icmpv6.c).
             return CtRef::Untracked;
         }
+        // `resolve_normal_ct` allocates the entry before the protocol's checks of a new
+        // connection (`tcp_error`, `tcp_new`, ICMP's valid_new), so a full table drops
+        // or makes room for any packet without one.
+        if !self.make_room(&key, now) {
+            self.full = true;
+            return CtRef::Invalid;
+        }
+        if bad_flags {
+            return CtRef::Invalid;
+        }
         self.new_conn(key, p, now)
     }
 
@@ -458,7 +688,8 @@ impl Conntrack {
             created: now,
             picked_up: false,
             fin_seen: [false; 2],
-            last: (0, tcp_index(p.flags)),
+            last: (0, tcp_index(p.flags) as u8),
+            repl: key,
             in_table: false,
             nat_src: None,
             nat_dst: None,
@@ -532,7 +763,7 @@ impl Conntrack {
                         c.expires = now + t * hz;
                     }
                 }
-                c.last = (dir, idx);
+                c.last = (dir as u8, idx as u8);
                 if !c.seen_reply && p.flags & RST != 0 {
                     // A RST before any reply: the connection never existed (`--RR`).
                     self.kill(id);
@@ -572,7 +803,8 @@ impl Conntrack {
         }
         let Some(mut c) = self.pending.take() else { return r };
         c.in_table = true;
-        let (o, rk) = (c.orig, c.reply());
+        c.repl = c.reply();
+        let (o, rk) = (tuple_hash(&c.orig), tuple_hash(&c.repl));
         let id = match self.free.pop() {
             Some(id) => {
                 self.conns[id as usize] = c;
@@ -583,8 +815,8 @@ impl Conntrack {
                 (self.conns.len() - 1) as u32
             }
         };
-        self.map.insert(o, (id, false));
-        self.map.insert(rk, (id, true));
+        self.index.insert(o, id, false);
+        self.index.insert(rk, id, true);
         CtRef::Existing(id, false)
     }
 
@@ -603,7 +835,8 @@ impl Conntrack {
     /// Whether `p`'s tuple belongs to a live connection in the table (what conntrack's
     /// `icmp_error` looks up for an ICMP error quoting `p`).
     pub fn tracks(&self, p: &Packet, now: Jiffies) -> bool {
-        self.map.get(&Self::key(p)).is_some_and(|&(id, _)| self.conns[id as usize].expires >= now)
+        let k = Self::key(p);
+        self.index.find(&k, tuple_hash(&k), &self.conns).is_some_and(|(id, _)| self.conns[id as usize].expires >= now)
     }
 
     /// Records a NAT binding on the pending connection (the nat table runs only for the
@@ -702,20 +935,16 @@ impl Conntrack {
 
     /// Live connections (not expired at `now`), for reports.
     pub fn live(&self, now: Jiffies) -> impl Iterator<Item = &Conn> + '_ {
-        let mut ids: Vec<u32> = self.map.values().filter(|(_, r)| !r).map(|(id, _)| *id).collect();
-        ids.sort_unstable();
-        ids.into_iter().map(|id| &self.conns[id as usize]).filter(move |c| c.expires >= now)
+        self.conns.iter().filter(move |c| c.in_table && c.expires >= now)
     }
 
     /// Counts live connections whose original source, masked, equals `addr` masked
     /// (connlimit's `--connlimit-saddr`), or destination with `by_dst`, not in
     /// TIME_WAIT/CLOSE.
     pub fn count_matching(&self, f: impl Fn(&Key) -> bool, now: Jiffies) -> u32 {
-        self.map
-            .values()
-            .filter(|(_, r)| !r)
-            .map(|(id, _)| &self.conns[*id as usize])
-            .filter(|c| c.expires >= now && !matches!(c.tcp, T::TimeWait | T::Close) && f(&c.orig))
+        self.conns
+            .iter()
+            .filter(|c| c.in_table && c.expires >= now && !matches!(c.tcp, T::TimeWait | T::Close) && f(&c.orig))
             .count() as u32
     }
 
@@ -737,8 +966,8 @@ impl Conntrack {
     /// Whether a confirmed connection with original key `k` is alive and not closing
     /// (for connlimit's garbage collection).
     pub fn is_open(&self, k: &Key, now: Jiffies) -> bool {
-        match self.map.get(k) {
-            Some(&(id, false)) => {
+        match self.index.find(k, tuple_hash(k), &self.conns) {
+            Some((id, false)) => {
                 let c = &self.conns[id as usize];
                 c.expires >= now && !matches!(c.tcp, T::TimeWait | T::Close)
             }
@@ -778,6 +1007,109 @@ impl Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tcp_syn(src: u32, sport: u16) -> Packet {
+        Packet {
+            src: IpAddr::from(src.to_be_bytes()),
+            dst: IpAddr::from([192, 0, 2, 1]),
+            proto: proto::TCP,
+            sport,
+            dport: 80,
+            flags: SYN,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_id: 0,
+            iface: crate::packet::IfaceId(0),
+            len: 40,
+            ttl: 64,
+        }
+    }
+
+    /// The index finds both tuples of every connection and forgets killed ones, through
+    /// growth and backward-shift deletions; `bucket` lists exactly the tuples of a bucket.
+    #[test]
+    fn index_agrees_with_a_map() {
+        let mut ct = Conntrack::new(250, 1 << 20, 64);
+        let mut live = std::collections::HashMap::new();
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for step in 0..40_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let p = tcp_syn(0x6401_0000 | (x as u32 & 0x3fff), (x >> 20) as u16 | 1024);
+            let k = Conntrack::key(&p);
+            match live.get(&k) {
+                Some(&id) if x.is_multiple_of(3) => {
+                    ct.kill(id);
+                    live.remove(&k);
+                }
+                Some(_) => {}
+                None => {
+                    assert_eq!(ct.packet_in(&p, step), CtRef::Pending);
+                    let CtRef::Existing(id, false) = ct.confirm(CtRef::Pending) else { panic!() };
+                    live.insert(k, id);
+                }
+            }
+        }
+        assert_eq!(ct.len(), live.len());
+        assert_eq!(ct.index.len, 2 * live.len());
+        for (k, &id) in &live {
+            assert_eq!(ct.index.find(k, tuple_hash(k), &ct.conns), Some((id, false)));
+            let r = Conntrack::reply_of(k);
+            assert_eq!(ct.index.find(&r, tuple_hash(&r), &ct.conns), Some((id, true)));
+        }
+        let mut seen = 0;
+        for b in 0..64 {
+            let mut got = Vec::new();
+            ct.index.bucket(b, 64, &mut got);
+            got.sort_unstable();
+            let mut want: Vec<u32> = live
+                .iter()
+                .flat_map(|(k, &id)| [(*k, id), (Conntrack::reply_of(k), id)])
+                .filter(|(k, _)| scale(hi(tuple_hash(k)), 64) == b)
+                .map(|(_, id)| id)
+                .collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "bucket {b}");
+            seen += got.len();
+        }
+        assert_eq!(seen, 2 * live.len());
+    }
+
+    /// At `nf_conntrack_max`, a new connection evicts the unassured connections of its
+    /// bucket (`early_drop`); when the buckets it looks at hold only ASSURED ones, the
+    /// packet is dropped and the table is unchanged.
+    #[test]
+    fn a_full_table_evicts_unassured_connections_or_drops() {
+        let mut ct = Conntrack::new(250, 8, 1);
+        for i in 0..8 {
+            assert_eq!(ct.packet_in(&tcp_syn(0x6401_0000 + i, 1000), 0), CtRef::Pending);
+            ct.confirm(CtRef::Pending);
+        }
+        assert_eq!(ct.len(), 8);
+        // One bucket: every unassured connection goes, the new one comes in.
+        assert_eq!(ct.packet_in(&tcp_syn(0x6401_0100, 1000), 1), CtRef::Pending);
+        assert!(!ct.table_full());
+        ct.confirm(CtRef::Pending);
+        assert_eq!(ct.len(), 1);
+        for c in &mut ct.conns {
+            c.assured = true;
+        }
+        for i in 0..7 {
+            assert_eq!(ct.packet_in(&tcp_syn(0x6402_0000 + i, 1000), 2), CtRef::Pending);
+            ct.confirm(CtRef::Pending);
+            let k = Conntrack::key(&tcp_syn(0x6402_0000 + i, 1000));
+            let (id, _) = ct.index.find(&k, tuple_hash(&k), &ct.conns).unwrap();
+            ct.conns[id as usize].assured = true;
+        }
+        assert_eq!(ct.len(), 8);
+        assert_eq!(ct.packet_in(&tcp_syn(0x6403_0000, 1000), 3), CtRef::Invalid);
+        assert!(ct.table_full());
+        assert_eq!(ct.len(), 8);
+        // An existing connection's packets still pass.
+        assert!(matches!(ct.packet_in(&tcp_syn(0x6402_0000, 1000), 3), CtRef::Existing(..)));
+        assert!(!ct.table_full());
+    }
 
     #[test]
     fn flag_validity_matches_the_kernel_list() {

@@ -13,6 +13,8 @@ pub mod limit;
 pub mod recent;
 
 #[cfg(test)]
+mod ct_tests;
+#[cfg(test)]
 mod nat_tests;
 
 use std::net::IpAddr;
@@ -51,7 +53,23 @@ pub struct SimConfig {
     pub listen: Vec<(u8, u16)>,
     /// Forward packets not addressed to the host (`ip_forward=1`).
     pub forward: bool,
+    /// `nf_conntrack_max` (default 262144, the value of a machine with more than 4 GiB
+    /// of RAM; read-only inside a network namespace, so the kernel backend always runs
+    /// with the machine's value).
+    pub conntrack_max: u32,
+    /// `nf_conntrack_buckets` (default 262144, likewise), which decides which
+    /// connections `early_drop` evicts from a full table.
+    pub conntrack_buckets: u32,
 }
+
+/// The default `nf_conntrack_max` and `nf_conntrack_buckets`: `nf_conntrack_init_start`
+/// gives 262144 buckets on 64-bit machines with more than 4 GiB of RAM, and as many
+/// connections (max factor 1).
+pub const CONNTRACK_MAX: u32 = 262_144;
+
+/// The stage at which conntrack drops a packet when the table is full and `early_drop`
+/// found nothing to evict.
+const TABLE_FULL: &str = "conntrack table full (nf_conntrack_max)";
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -62,6 +80,8 @@ impl Default for SimConfig {
             hosts: Vec::new(),
             listen: Vec::new(),
             forward: false,
+            conntrack_max: CONNTRACK_MAX,
+            conntrack_buckets: CONNTRACK_MAX,
         }
     }
 }
@@ -181,6 +201,19 @@ enum TVerdict {
     Reject(RejectWith),
 }
 
+/// Sizes of the engine's tables that grow with the traffic ([`Engine::state_sizes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateSizes {
+    /// Connections in the conntrack table (expired ones not yet collected included).
+    pub conns: usize,
+    /// Slots of the connection vector (live and free).
+    pub conn_slots: usize,
+    /// Sockets of the host (request, established, CLOSE_WAIT).
+    pub socks: usize,
+    /// ICMP rate-limit peers.
+    pub peers: usize,
+}
+
 /// The simulator.
 pub struct Engine {
     prog: Program,
@@ -264,7 +297,7 @@ impl Engine {
             counters: vec![(0, 0); prog.rules.len()],
             policy_counters: vec![(0, 0); prog.chains.len()],
             stack: Vec::with_capacity(prog.max_depth + 1),
-            conntrack: Conntrack::new(cfg.hz),
+            conntrack: Conntrack::new(cfg.hz, cfg.conntrack_max, cfg.conntrack_buckets),
             host: host::Host::new(&cfg),
             st: MatchState {
                 recent,
@@ -313,6 +346,16 @@ impl Engine {
     /// The recent tables.
     pub fn recent_tables(&self) -> &[recent::RecentTable] {
         &self.st.recent
+    }
+
+    /// How many entries the engine's growing tables hold (for memory checks).
+    pub fn state_sizes(&self) -> StateSizes {
+        StateSizes {
+            conns: self.conntrack.len(),
+            conn_slots: self.conntrack.slots(),
+            socks: self.host.socks_len(),
+            peers: self.host.peers_len(),
+        }
     }
 
     /// Runs one packet arriving on `pkt.iface` at `now`, and the host's replies to it.
@@ -396,6 +439,10 @@ impl Engine {
             if slot == 1 && !tracked {
                 ct = if self.notrack { CtRef::Untracked } else { self.conntrack.packet_in(pkt, now) };
                 tracked = true;
+                if !self.notrack && self.conntrack.table_full() {
+                    self.pkt_ct = CtRef::Invalid;
+                    return (Verdict::Drop, Decided::Stage(TABLE_FULL), ctstate::INVALID);
+                }
             }
             let Some(ti) = self.by_hook[0][slot] else { continue };
             if slot == 2 && !matches!(ct, CtRef::Pending) {
@@ -418,6 +465,10 @@ impl Engine {
         }
         if !tracked {
             ct = if self.notrack { CtRef::Untracked } else { self.conntrack.packet_in(pkt, now) };
+            if !self.notrack && self.conntrack.table_full() {
+                self.pkt_ct = CtRef::Invalid;
+                return (Verdict::Drop, Decided::Stage(TABLE_FULL), ctstate::INVALID);
+            }
         }
         // nat PREROUTING (−100): destination manip, before the routing decision.
         self.conntrack.translate(ct, pkt, false);
@@ -541,6 +592,9 @@ impl Engine {
                         None => self.conntrack.packet_in(pkt, now),
                     };
                     tracked = true;
+                    if attached.is_none() && !self.notrack && self.conntrack.table_full() {
+                        return Verdict::Drop;
+                    }
                 }
                 if slot == 3 {
                     // Right after nat (OUTPUT −100: destination manip; POSTROUTING 100:
@@ -584,6 +638,9 @@ impl Engine {
                 None if self.notrack => CtRef::Untracked,
                 None => self.conntrack.packet_in(pkt, now),
             };
+            if attached.is_none() && !self.notrack && self.conntrack.table_full() {
+                return Verdict::Drop;
+            }
         }
         self.conntrack.confirm(ct);
         Verdict::Accept
@@ -655,8 +712,9 @@ impl Engine {
                 }
             }
             let rule = &self.prog.rules[i as usize];
-            if pre[i as usize].full
-                && (!ip_match(rule, pkt, cx)
+            let p = &pre[i as usize];
+            if p.full
+                && ((p.ip && !ip_match(rule, pkt, cx))
                     || !eval_matches(&self.prog, &mut self.st, &self.conntrack, rule, pkt, cx, hook, *mark))
             {
                 if self.st.hotdrop {
@@ -777,7 +835,6 @@ fn eval_matches(
                 pkt.has_ports() && m.hits(pkt.sport, pkt.dport) != m.inv
             }
             CMatch::State { inv, bits } => (cx.ct & bits != 0) != *inv,
-            CMatch::Limit(id) => st.limits[*id as usize].take(cx.now),
             CMatch::Recent(c) => {
                 let addr = match c.side {
                     RecentSide::Source => pkt.src,
@@ -786,63 +843,13 @@ fn eval_matches(
                 // The TTL as seen before forwarding (SEMANTICS.md §3).
                 let forwardish = matches!(hook, Hook::Forward | Hook::Output | Hook::Postrouting);
                 let ttl = if forwardish && !cx.local_socket { pkt.ttl.wrapping_add(1) } else { pkt.ttl };
-                let c = *c;
-                st.recent[c.table as usize].eval(&c, addr, ttl, cx.now)
+                st.recent[c.table as usize].eval(c, addr, ttl, cx.now)
             }
-            CMatch::Conntrack(m) => ct_match(m, ct, cx, pkt),
             CMatch::Mark { inv, value, mask } => ((mark & mask) == *value) != *inv,
-            CMatch::Connmark { inv, value, mask } => match ct.mark(cx.ctref) {
-                Some(m) => ((m & mask) == *value) != *inv,
-                None => false,
-            },
             CMatch::Length { inv, min, max } => (pkt.len >= *min && pkt.len <= *max) != *inv,
             CMatch::Ttl(t) => t.matches(pkt.ttl),
-            CMatch::Iprange(r) => {
-                r.src.as_ref().is_none_or(|s| s.val.contains(pkt.src) != s.inv)
-                    && r.dst.as_ref().is_none_or(|d| d.val.contains(pkt.dst) != d.inv)
-            }
-            CMatch::Icmp6 { inv, ty, code_min, code_max } => {
-                pkt.proto == proto::ICMPV6
-                    && (pkt.icmp_type == *ty && pkt.icmp_code >= *code_min && pkt.icmp_code <= *code_max) != *inv
-            }
-            CMatch::Pkttype { inv, ty } => (pkt_type(pkt, cx) == *ty) != *inv,
-            CMatch::Addrtype(a) => {
-                a.src.is_none_or(|s| (addr_type(pkt.src, cx, cx.src_local) & s.val != 0) != s.inv)
-                    && a.dst.is_none_or(|d| (addr_type(pkt.dst, cx, cx.dst_local) & d.val != 0) != d.inv)
-            }
-            CMatch::Nth { id, every, inv } => {
-                // xt_statistic: the counter runs 0..=every-1 from `--packet`; the packet
-                // that brings it back to 0 matches.
-                let c = &mut st.nth[*id as usize];
-                *c = if *c + 1 >= *every { 0 } else { *c + 1 };
-                (*c == 0) != *inv
-            }
             CMatch::Tcpmss { inv } => *inv,
-            CMatch::Physdev(d) => {
-                // Scenario packets are never bridged: the match holds only when every
-                // given test is negated (xt_physdev without bridge info).
-                d.in_dev.as_ref().is_none_or(|x| x.inv)
-                    && d.out_dev.as_ref().is_none_or(|x| x.inv)
-                    && d.is_in.is_none_or(|x| x)
-                    && d.is_out.is_none_or(|x| x)
-                    && d.is_bridged.is_none_or(|x| x)
-            }
-            CMatch::Hashlimit { table, above } => match st.hashlimits[*table as usize].eval(pkt, cx.now) {
-                Some(under) => under != *above,
-                None => {
-                    st.hotdrop = true;
-                    false
-                }
-            },
-            CMatch::Connlimit { id, above, limit, mask, daddr } => {
-                let seen = &mut st.connlimits[*id as usize];
-                let n = connlimit_count(seen, ct, cx, pkt, *mask, *daddr);
-                if *above {
-                    n > *limit
-                } else {
-                    n <= *limit
-                }
-            }
+            _ => eval_rare(st, ct, m, pkt, cx),
         };
         if !ok {
             return false;
@@ -851,6 +858,68 @@ fn eval_matches(
     true
 }
 
+/// The matches [`eval_matches`] leaves out of line: rarely used, and reading parts of the
+/// engine (limit buckets, hashlimit and connlimit tables, the connection) that, inlined,
+/// the compiler loads on every rule evaluated.
+#[inline(never)]
+fn eval_rare(st: &mut MatchState, ct: &Conntrack, m: &CMatch, pkt: &Packet, cx: &Cx) -> bool {
+    match m {
+        CMatch::Limit(id) => st.limits[*id as usize].take(cx.now),
+        CMatch::Conntrack(m) => ct_match(m, ct, cx, pkt),
+        CMatch::Connmark { inv, value, mask } => match ct.mark(cx.ctref) {
+            Some(m) => ((m & mask) == *value) != *inv,
+            None => false,
+        },
+        CMatch::Iprange(r) => {
+            r.src.as_ref().is_none_or(|s| s.val.contains(pkt.src) != s.inv)
+                && r.dst.as_ref().is_none_or(|d| d.val.contains(pkt.dst) != d.inv)
+        }
+        CMatch::Icmp6 { inv, ty, code_min, code_max } => {
+            pkt.proto == proto::ICMPV6
+                && (pkt.icmp_type == *ty && pkt.icmp_code >= *code_min && pkt.icmp_code <= *code_max) != *inv
+        }
+        CMatch::Pkttype { inv, ty } => (pkt_type(pkt, cx) == *ty) != *inv,
+        CMatch::Addrtype(a) => {
+            a.src.is_none_or(|s| (addr_type(pkt.src, cx, cx.src_local) & s.val != 0) != s.inv)
+                && a.dst.is_none_or(|d| (addr_type(pkt.dst, cx, cx.dst_local) & d.val != 0) != d.inv)
+        }
+        CMatch::Nth { id, every, inv } => {
+            // xt_statistic: the counter runs 0..=every-1 from `--packet`; the packet
+            // that brings it back to 0 matches.
+            let c = &mut st.nth[*id as usize];
+            *c = if *c + 1 >= *every { 0 } else { *c + 1 };
+            (*c == 0) != *inv
+        }
+        CMatch::Physdev(d) => {
+            // Scenario packets are never bridged: the match holds only when every
+            // given test is negated (xt_physdev without bridge info).
+            d.in_dev.as_ref().is_none_or(|x| x.inv)
+                && d.out_dev.as_ref().is_none_or(|x| x.inv)
+                && d.is_in.is_none_or(|x| x)
+                && d.is_out.is_none_or(|x| x)
+                && d.is_bridged.is_none_or(|x| x)
+        }
+        CMatch::Hashlimit { table, above } => match st.hashlimits[*table as usize].eval(pkt, cx.now) {
+            Some(under) => under != *above,
+            None => {
+                st.hotdrop = true;
+                false
+            }
+        },
+        CMatch::Connlimit { id, above, limit, mask, daddr } => {
+            let seen = &mut st.connlimits[*id as usize];
+            let n = connlimit_count(seen, ct, cx, pkt, *mask, *daddr);
+            if *above {
+                n > *limit
+            } else {
+                n <= *limit
+            }
+        }
+        _ => unreachable!("evaluated inline by eval_matches"),
+    }
+}
+
+#[inline(never)]
 fn ct_match(m: &crate::model::matches::Conntrack, ct: &Conntrack, cx: &Cx, _pkt: &Packet) -> bool {
     use crate::model::matches::{ctstatus, CtDir};
     let conn = match cx.ctref {

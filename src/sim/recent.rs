@@ -3,8 +3,6 @@
 //! One [`RecentTable`] per name, sized once: `ip_list_tot` entries, each with a ring of
 //! `ring` stamps, all in flat vectors allocated at construction (no heap per packet).
 
-use rustc_hash::FxHashMap;
-
 use super::Jiffies;
 use crate::model::matches::{RecentMode, RecentSide};
 
@@ -25,9 +23,11 @@ pub struct RecentTable {
     /// Stamps per entry (power of two).
     ring: usize,
     capacity: usize,
-    /// Entry of each key. FxHash: keys are addresses, hashed once or twice per rule
-    /// evaluation, and SipHash's resistance to chosen keys buys nothing offline.
-    index: FxHashMap<AddrKey, u32>,
+    /// Entry of each key: open addressing with linear probing over entry numbers
+    /// (`NIL`: empty), at most half full, keys compared with `addr`; sized once.
+    slots: Vec<u32>,
+    /// Entries held.
+    count: usize,
     addr: Vec<AddrKey>,
     ttl: Vec<u8>,
     stamps: Vec<Jiffies>,
@@ -77,15 +77,14 @@ pub struct RecentCheck {
 impl RecentTable {
     /// A table holding up to `capacity` entries of `ring` stamps each.
     pub fn new(name: &str, mask4: u32, mask6: u128, capacity: usize, ring: usize) -> RecentTable {
-        let mut index = FxHashMap::default();
-        index.reserve(capacity + 1);
         RecentTable {
             name: name.to_string(),
             mask4,
             mask6,
             ring,
             capacity,
-            index,
+            slots: vec![NIL; (2 * capacity).next_power_of_two().max(8)],
+            count: 0,
             addr: vec![(false, 0); capacity],
             ttl: vec![0; capacity],
             stamps: vec![0; capacity * ring],
@@ -101,12 +100,12 @@ impl RecentTable {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.count
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.count == 0
     }
 
     fn unlink(&mut self, e: u32) {
@@ -138,13 +137,13 @@ impl RecentTable {
 
     fn remove(&mut self, e: u32) {
         self.unlink(e);
-        self.index.remove(&self.addr[e as usize]);
+        self.unindex(e);
         self.free.push(e);
     }
 
     /// `recent_entry_init`: evicts the LRU head when full, then records one stamp.
     fn init(&mut self, key: AddrKey, ttl: u8, now: Jiffies) -> u32 {
-        if self.index.len() >= self.capacity {
+        if self.count >= self.capacity {
             let h = self.head;
             self.remove(h);
         }
@@ -156,8 +155,63 @@ impl RecentTable {
         self.widx[i] = 1;
         self.nstamps[i] = 1;
         self.push_tail(e);
-        self.index.insert(key, e);
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        while self.slots[i] != NIL {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = e;
+        self.count += 1;
         e
+    }
+
+    /// The home slot of a key (one multiply of its folded words).
+    fn home(&self, key: AddrKey) -> usize {
+        let (v6, a) = key;
+        let x = (a as u64) ^ ((a >> 64) as u64).rotate_left(29) ^ v6 as u64;
+        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & (self.slots.len() - 1)
+    }
+
+    fn find(&self, key: AddrKey) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            let e = self.slots[i];
+            if e == NIL {
+                return None;
+            }
+            if self.addr[e as usize] == key {
+                return Some(e);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Takes entry `e` out of `slots` (backward-shift deletion: no tombstones).
+    fn unindex(&mut self, e: u32) {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(self.addr[e as usize]);
+        while self.slots[i] != e {
+            i = (i + 1) & mask;
+        }
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let f = self.slots[j];
+            if f == NIL {
+                break;
+            }
+            let k = self.home(self.addr[f as usize]);
+            // The entry at j may move into the hole at i unless its home lies cyclically
+            // in (i, j].
+            let stays = if i <= j { i < k && k <= j } else { i < k || k <= j };
+            if !stays {
+                self.slots[i] = f;
+                i = j;
+            }
+        }
+        self.slots[i] = NIL;
+        self.count -= 1;
     }
 
     /// `recent_entry_update`: writes a stamp at the ring index and moves to the LRU tail.
@@ -175,7 +229,7 @@ impl RecentTable {
     }
 
     fn lookup(&self, key: AddrKey, ttl: u8) -> Option<u32> {
-        let e = *self.index.get(&key)?;
+        let e = self.find(key)?;
         let et = self.ttl[e as usize];
         (ttl == 0 || et == 0 || et == ttl).then_some(e)
     }
@@ -190,7 +244,18 @@ impl RecentTable {
 
     /// Evaluates one `-m recent` match (`recent_mt`). `ttl` is the packet TTL already
     /// adjusted for forwarded packets.
+    #[inline]
     pub fn eval(&mut self, c: &RecentCheck, addr: std::net::IpAddr, ttl: u8, now: Jiffies) -> bool {
+        // Most evaluations check or remove an address the table does not hold: answered
+        // here, inline, exactly as `eval_full` would (no entry: only `--set` acts).
+        if c.mode != RecentMode::Set && self.find(self.key(addr)).is_none() {
+            return c.inv;
+        }
+        self.eval_full(c, addr, ttl, now)
+    }
+
+    #[inline(never)]
+    fn eval_full(&mut self, c: &RecentCheck, addr: std::net::IpAddr, ttl: u8, now: Jiffies) -> bool {
         let mut ret = c.inv;
         let key = self.key(addr);
         let Some(e) = self.lookup(key, if c.rttl { ttl } else { 0 }) else {
@@ -209,17 +274,17 @@ impl RecentTable {
             RecentMode::Rcheck | RecentMode::Update => {
                 let time = now.wrapping_sub(c.window.unwrap_or(0) as u64);
                 let i = e as usize;
-                let mut hits = 0;
-                for s in &self.stamps[i * self.ring..i * self.ring + self.nstamps[i] as usize] {
-                    // time_after(time, stamp): the stamp is strictly older than the window.
-                    if c.window.is_some() && (s.wrapping_sub(time) as i64) < 0 {
-                        continue;
-                    }
-                    hits += 1;
-                    if c.hitcount == 0 || hits >= c.hitcount {
-                        ret = !ret;
-                        break;
-                    }
+                let held = &self.stamps[i * self.ring..i * self.ring + self.nstamps[i] as usize];
+                // The kernel counts the stamps inside the window until it has `--hitcount`
+                // of them (at least one); counting them all gives the same answer, in a
+                // loop without exits that the compiler vectorises. time_after(time, stamp):
+                // the stamp is strictly older than the window.
+                let hits = match c.window {
+                    Some(_) => held.iter().filter(|&&s| (s.wrapping_sub(time) as i64) >= 0).count(),
+                    None => held.len(),
+                };
+                if hits >= c.hitcount.max(1) as usize {
+                    ret = !ret;
                 }
                 if c.reap {
                     // The kernel protects the working entry only when it is about to be

@@ -74,9 +74,14 @@ impl Setup<'_> {
         let mut earlier: Vec<SymPacket> = vec![tmpl.clone()];
         let mut accepted: Vec<Bool> = vec![Bool::from_bool(false)];
         let live = Bool::from_bool(true);
-        let summary = |key: String, end: &Int, state: &mut BTreeMap<String, RState>, earlier: &mut Vec<SymPacket>| {
+        let zero = Int::from_u64(0);
+        let summary = |key: String,
+                       start: &Int,
+                       end: &Int,
+                       state: &mut BTreeMap<String, RState>,
+                       earlier: &mut Vec<SymPacket>| {
             let eff = effects?;
-            self.summarise(&solver, &key, eff, &live, end, &goal_t, state);
+            self.summarise(&solver, &key, eff, &live, (start, end), &goal_t, state);
             if eff.accept {
                 let rep = SymPacket::new(&key, u);
                 solver.assert(same_but_dport(&rep, &tmpl));
@@ -95,7 +100,8 @@ impl Setup<'_> {
                     None => t.ge(Int::from_u64(0)),
                 }),
             }
-            if let Some(acc) = summary(format!("{tag}.h{i}"), &t, &mut state, &mut earlier) {
+            let start = times.last().unwrap_or(&zero).clone();
+            if let Some(acc) = summary(format!("{tag}.h{i}"), &start, &t, &mut state, &mut earlier) {
                 accepted.push(acc);
             }
             let p = SymPacket::new(&format!("{tag}.x{i}"), u);
@@ -116,7 +122,8 @@ impl Setup<'_> {
             times.push(t);
             travs.push(trav);
         }
-        if let Some(acc) = summary(format!("{tag}.h{n}"), &goal_t, &mut state, &mut earlier) {
+        let start = times.last().unwrap_or(&zero).clone();
+        if let Some(acc) = summary(format!("{tag}.h{n}"), &start, &goal_t, &mut state, &mut earlier) {
             accepted.push(acc);
         }
         let goal = SymPacket::new(&format!("{tag}.goal"), u);

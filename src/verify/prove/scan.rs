@@ -63,6 +63,9 @@ const SLOWEST_GAP: f64 = 3600.0 * HZ as f64;
 /// Time limit of each check of the threshold bisection, in milliseconds.
 const BISECTION_MS: u32 = 2000;
 
+/// Largest stamp depth (`--hitcount`) a run summary keeps the order of stamps for.
+const MAX_PUSHED: usize = 8;
+
 /// Nanoseconds per jiffy at [`HZ`].
 const NS_PER_JIFFY: i64 = 1_000_000_000 / HZ as i64;
 
@@ -349,9 +352,12 @@ impl Setup<'_> {
         }
     }
 
-    /// The state after a summarised run (`live`: it is part of the trace): a table the
-    /// run cannot touch is unchanged, one it can only remove from may lose the attacker,
-    /// one it can set or update may hold any stamps up to `end` (and the goal's time).
+    /// The state after a summarised run (`live`: it is part of the trace) of packets sent
+    /// between `start` and `end`: a table the run cannot touch is unchanged; one it can
+    /// only remove from may lose the attacker; one it can set or update but never remove
+    /// from gets 0..=H new stamps in `[start, end]` pushed in front of its old ones (the
+    /// entry created when it can be set; H at most [`MAX_PUSHED`]); any other may hold
+    /// any stamps up to `end` (and the goal's time).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn summarise(
         &self,
@@ -359,7 +365,7 @@ impl Setup<'_> {
         key: &str,
         eff: &RunEffects,
         live: &Bool,
-        end: &Int,
+        (start, end): (&Int, &Int),
         goal_t: &Int,
         state: &mut BTreeMap<String, RState>,
     ) {
@@ -370,30 +376,64 @@ impl Setup<'_> {
             let h = self.depth[name];
             let old = state[name].clone();
             let fresh = |what: &str| format!("{key}.{name}.{what}");
-            let present = if set || remove {
-                let p = Bool::new_const(fresh("present"));
+            // The pushed-stamps form is quadratic in H (a choice per position and
+            // count): kept for small H, where counting arguments need it.
+            let new = if (set || update) && !remove && h <= MAX_PUSHED {
+                // Stamps only ever get added: `pushed` new ones, newest first.
+                let pushed = Int::new_const(fresh("pushed"));
+                solver.assert(pushed.ge(Int::from_u64(0)));
+                solver.assert(pushed.le(Int::from_u64(h as u64)));
+                let added: Vec<Int> = (0..h).map(|j| Int::new_const(fresh(&format!("a{j}")))).collect();
+                for (j, a) in added.iter().enumerate() {
+                    solver.assert(a.ge(start));
+                    solver.assert(a.le(end));
+                    solver.assert(a.le(goal_t));
+                    if j > 0 {
+                        solver.assert(a.le(&added[j - 1]));
+                    }
+                }
+                let some = pushed.gt(Int::from_u64(0));
                 if !set {
-                    solver.assert(p.implies(&old.present));
+                    // `--update` adds to an existing entry only.
+                    solver.assert(some.implies(&old.present));
                 }
-                p
+                let stamps: Vec<Int> = (0..h)
+                    .map(|i| {
+                        (1..=h).fold(old.stamps[i].clone(), |acc, k| {
+                            let v = if i < k { added[i].clone() } else { old.stamps[i - k].clone() };
+                            pushed.eq(Int::from_u64(k as u64)).ite(&v, &acc)
+                        })
+                    })
+                    .collect();
+                let sum = Int::add(&[&old.n, &pushed]);
+                let cap = Int::from_u64(h as u64);
+                RState { present: Bool::or(&[old.present.clone(), some]), n: sum.le(&cap).ite(&sum, &cap), stamps }
             } else {
-                old.present.clone()
+                let present = if set || remove {
+                    let p = Bool::new_const(fresh("present"));
+                    if !set {
+                        solver.assert(p.implies(&old.present));
+                    }
+                    p
+                } else {
+                    old.present.clone()
+                };
+                let (n, stamps) = if set || update {
+                    let n = Int::new_const(fresh("n"));
+                    solver.assert(n.ge(Int::from_u64(0)));
+                    solver.assert(n.le(Int::from_u64(h as u64)));
+                    let stamps: Vec<Int> = (0..h).map(|j| Int::new_const(fresh(&format!("s{j}")))).collect();
+                    solver.assert(stamps[0].le(end));
+                    solver.assert(stamps[0].le(goal_t));
+                    for j in 1..h {
+                        solver.assert(stamps[j].le(&stamps[j - 1]));
+                    }
+                    (n, stamps)
+                } else {
+                    (old.n.clone(), old.stamps.clone())
+                };
+                RState { present, n, stamps }
             };
-            let (n, stamps) = if set || update {
-                let n = Int::new_const(fresh("n"));
-                solver.assert(n.ge(Int::from_u64(0)));
-                solver.assert(n.le(Int::from_u64(h as u64)));
-                let stamps: Vec<Int> = (0..h).map(|j| Int::new_const(fresh(&format!("s{j}")))).collect();
-                solver.assert(stamps[0].le(end));
-                solver.assert(stamps[0].le(goal_t));
-                for j in 1..h {
-                    solver.assert(stamps[j].le(&stamps[j - 1]));
-                }
-                (n, stamps)
-            } else {
-                (old.n.clone(), old.stamps.clone())
-            };
-            let new = RState { present, n, stamps };
             state.insert(name.clone(), RState::ite(live, &new, &old));
         }
     }
@@ -467,7 +507,8 @@ impl Setup<'_> {
                     let eff = &effects[&(lo, hi)];
                     let live = Bool::and(&[first.le(Int::from_u64(hi as u64)), last.ge(Int::from_u64(lo as u64))]);
                     let end = at(hi);
-                    self.summarise(&solver, &format!("{tag}.r{lo}"), eff, &live, &end, &goal_t, &mut state);
+                    let start = at(lo);
+                    self.summarise(&solver, &format!("{tag}.r{lo}"), eff, &live, (&start, &end), &goal_t, &mut state);
                     if eff.accept {
                         let rep = SymPacket::new(&format!("{tag}.r{lo}"), u);
                         solver.assert(same_but_dport(&rep, &tmpl));
@@ -545,28 +586,38 @@ pub(super) fn prove_scan(s: &Setup<'_>, min_rate: Option<u32>, max_rate: Option<
                 effects.insert((lo, hi), s.run_effects(lo, hi, &absent)?);
             }
         }
-        let mut free = Vec::new();
-        let w = s.scan_encoding(Mode::Witness, &pieces, &effects, (gap_lo, gap_hi), &mut free)?;
+        // Each search in a fresh Z3 context: the side solvers' terms above would
+        // otherwise steer its heuristics (seconds either way on the same question).
+        let gaps = (gap_lo, gap_hi);
+        let (found, free) = z3::with_z3_config(&z3::Config::new(), || -> Result<_, VerifyError> {
+            let mut free = Vec::new();
+            let w = s.scan_encoding(Mode::Witness, &pieces, &effects, gaps, &mut free)?;
+            if !check(&w.solver, std::slice::from_ref(&w.goal_cond), || "a scan".into())? {
+                return Ok((None, free));
+            }
+            w.solver.assert(&w.goal_cond);
+            Ok((Some(scan_witness(s, &w, &pieces, &effects, gaps)?), free))
+        })?;
         for f in free {
             if !notes.contains(&f) {
                 notes.push(f);
             }
         }
-        if check(&w.solver, std::slice::from_ref(&w.goal_cond), || "a scan".into())? {
-            w.solver.assert(&w.goal_cond);
-            match scan_witness(s, &w, &pieces, &effects, (gap_lo, gap_hi))? {
-                Ok((csv, packets, info)) => {
-                    return Ok(Proved { answer: Answer::Witness(Witness { csv, packets, prefix: 0 }), notes, info });
-                }
-                Err(why) => {
-                    last_why = format!("the solver's scan does not replay in the simulator ({why})");
-                    continue;
-                }
+        match found {
+            Some(Ok((csv, packets, info))) => {
+                return Ok(Proved { answer: Answer::Witness(Witness { csv, packets, prefix: 0 }), notes, info });
             }
+            Some(Err(why)) => {
+                last_why = format!("the solver's scan does not replay in the simulator ({why})");
+                continue;
+            }
+            None => {}
         }
-        let mut free = Vec::new();
-        let o = s.scan_encoding(Mode::Over, &pieces, &effects, (gap_lo, gap_hi), &mut free)?;
-        if !check(&o.solver, std::slice::from_ref(&o.goal_cond), || "a scan".into())? {
+        let none = z3::with_z3_config(&z3::Config::new(), || -> Result<bool, VerifyError> {
+            let o = s.scan_encoding(Mode::Over, &pieces, &effects, gaps, &mut Vec::new())?;
+            Ok(!check(&o.solver, std::slice::from_ref(&o.goal_cond), || "a scan".into())?)
+        })?;
+        if none {
             let exact = pieces.iter().filter(|p| matches!(p, Piece::Port(_))).count();
             let info = vec![format!(
                 "{exact} ports near the rules' port boundaries encoded exactly, the runs between them summarised \
@@ -699,14 +750,18 @@ fn scan_witness(
     let len = |m: &z3::Model| -> Option<i64> { Some(int_value(m, &w.last)? - int_value(m, &w.first)?) };
     let (mut a, mut b) = (0i64, len(&m).ok_or_else(|| no("length"))?);
     let span = Int::sub(&[&w.last, &w.first]);
+    // Each check with a time limit: one that runs out keeps the shortest found so far.
+    limit(BISECTION_MS);
     while a < b {
         let mid = (a + b) / 2;
-        if check(solver, &[span.le(Int::from_i64(mid))], || "a shorter scan".into())? {
-            b = mid;
-        } else {
-            a = mid + 1;
+        match check(solver, &[span.le(Int::from_i64(mid))], || "a shorter scan".into()) {
+            Ok(true) => b = mid,
+            Ok(false) => a = mid + 1,
+            Err(VerifyError::Unknown { .. }) => break,
+            Err(e) => return Err(e),
         }
     }
+    limit(u32::MAX);
     solver.assert(span.le(Int::from_i64(b)));
     // The goal packet one second after the last scan packet, where it can be.
     let end = Real::add(&[&w.origin, &Real::mul(&[&Real::from_int(&w.last), &ratio(g_ns, NS_PER_JIFFY)])]).to_int();

@@ -21,7 +21,7 @@ use z3::ast::{Bool, Int};
 use z3::Solver;
 
 use super::scan::RunEffects;
-use super::{final_of, Mode, Setup, Trace};
+use super::{final_of, Mode, Setup, Trace, HZ};
 use crate::model::Hook;
 use crate::verify::encode::SymPacket;
 use crate::verify::query::goal_condition;
@@ -50,26 +50,49 @@ impl Setup<'_> {
     /// No trace of any length reaches the goal (`Ok(true)`), or the summaries are too
     /// coarse to say (`Ok(false)`).
     pub(super) fn any_unbounded(&self) -> Result<bool, VerifyError> {
+        let k = self.opts.k;
+        self.summarised_search(k + 1, |i| i == k, None)
+    }
+
+    /// `at most N … [within T]` for traces of any length: no trace has N+1 counted packets
+    /// inside one window (`Ok(true)`); the N+1 are exact, everything before and between
+    /// them is summarised.
+    pub(super) fn at_most_unbounded(&self, n: u64) -> Result<bool, VerifyError> {
+        self.summarised_search(n as usize + 1, |_| true, self.prop.within)
+    }
+
+    /// `steps` exact packets, a summary of any number of packets before each; the
+    /// packets `counted` says must get the verdict and meet the goal, all of them within
+    /// `window` seconds. `Ok(true)` when no such trace exists.
+    fn summarised_search(
+        &self,
+        steps: usize,
+        counted: impl Fn(usize) -> bool,
+        window: Option<u64>,
+    ) -> Result<bool, VerifyError> {
         let settable = self.settable_by(|absent| self.any_effects(absent))?;
         let absent: BTreeSet<String> = self.depth.keys().filter(|t| !settable.contains(*t)).cloned().collect();
         let eff = self.any_effects(&absent)?;
         let u = &self.u;
         let solver = Solver::new();
-        let goal_t = Int::new_const("ub.goal.time");
+        let last_t = Int::new_const("ub.last.time");
         let mut state = self.empty_state();
         let mut earlier: Vec<SymPacket> = Vec::new();
         let mut accepted: Vec<Bool> = Vec::new();
         let mut times: Vec<Int> = Vec::new();
+        let mut goals: Vec<Bool> = Vec::new();
+        let mut first_counted: Option<Int> = None;
         let live = Bool::from_bool(true);
         let mut free = Vec::new();
-        for i in 0..=self.opts.k {
-            let t = if i == self.opts.k { goal_t.clone() } else { Int::new_const(format!("ub.t{i}")) };
+        for i in 0..steps {
+            let t = if i + 1 == steps { last_t.clone() } else { Int::new_const(format!("ub.t{i}")) };
             solver.assert(match times.last() {
                 Some(prev) => t.ge(prev),
                 None => t.ge(Int::from_u64(0)),
             });
             // Any number of packets before this one.
-            self.summarise(&solver, &format!("ub.h{i}"), &eff, &live, &t, &goal_t, &mut state);
+            let start = times.last().cloned().unwrap_or_else(|| Int::from_u64(0));
+            self.summarise(&solver, &format!("ub.h{i}"), &eff, &live, (&start, &t), &last_t, &mut state);
             if eff.accept {
                 // A summarised first packet that may have opened a connection: its own
                 // traversal, state free (but for tables never filled).
@@ -97,18 +120,21 @@ impl Setup<'_> {
             let before = Trace { pkts: earlier.clone(), times: Vec::new(), travs: Vec::new() };
             solver.assert(self.packet_constraints(&p, &before, Mode::Over, &accepted));
             self.thread_state(&solver, &trav, &live, &t, &mut state, &mut free);
-            if i == self.opts.k {
-                let goal = Bool::and(&[
+            if counted(i) {
+                goals.push(Bool::and(&[
                     goal_condition(&self.prop.goal, &p, u, Hook::Input),
                     trav.verdict(final_of(self.prop.verdict)),
-                ]);
-                return Ok(!check(&solver, &[goal], || "a trace of any length".into())?);
+                ]));
+                let t0 = first_counted.get_or_insert_with(|| t.clone());
+                if let Some(w) = window {
+                    solver.assert(Int::sub(&[&t, t0]).le(Int::from_u64(w * HZ as u64)));
+                }
             }
             accepted.push(trav.verdict(Final::Accept));
             earlier.push(p);
             times.push(t);
         }
-        unreachable!("the loop returns at its last step")
+        Ok(!check(&solver, &goals, || "a trace of any length".into())?)
     }
 }
 
