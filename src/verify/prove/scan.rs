@@ -724,18 +724,88 @@ fn scan_witness(
     }
     tries.push((g0 * NS_PER_JIFFY as f64).round().max(1.0) as i64);
     tries.dedup();
+    // The template's and the goal's CSV fields in a model: (a row of the template
+    // packet, split; the goal packet's row).
+    let fields = |m: &z3::Model| -> Result<(Vec<String>, String), VerifyError> {
+        let goal_j = int_value(m, &w.goal_t).ok_or_else(|| no("goal time"))?;
+        let goal_csv = s.csv(
+            m,
+            &Trace {
+                pkts: vec![w.goal.clone()],
+                times: vec![Int::from_i64(goal_j.max(0))],
+                travs: vec![w.goal_trav.clone()],
+            },
+            0,
+        )?;
+        let goal_row = goal_csv.lines().nth(1).ok_or_else(no_value)?.to_string();
+        let tmpl_csv = s.csv(
+            m,
+            &Trace { pkts: vec![w.tmpl.clone()], times: vec![Int::from_u64(0)], travs: vec![w.goal_trav.clone()] },
+            0,
+        )?;
+        let t = tmpl_csv.lines().nth(1).ok_or_else(no_value)?.split(',').map(String::from).collect();
+        Ok((t, goal_row))
+    };
+    // Each round gap is tried on the first model's scan in the simulator first; when
+    // the goal packet (1 s after the scan) gets the verdict, the scan is shrunk there
+    // (start raised, then end lowered, by bisection, every try replayed) and the result
+    // confirmed in the encoding with gap, start and end fixed, a quick check. Otherwise
+    // the solver searches at that gap.
+    let (p0, e0) = (int_value(&m, &w.first).ok_or_else(no_value)?, int_value(&m, &w.last).ok_or_else(no_value)?);
+    let (t0, goal0) = fields(&m)?;
+    let mut goal_only: Vec<String> = goal0.split(',').map(String::from).collect();
+    goal_only[13] = s.prop.verdict.as_str().to_string();
+    let goal_only = goal_only.join(",");
+    let works = |g_ns: i64, p: i64, e: i64| {
+        let rows = scan_rows(&t0, &goal_only, (p, e), g_ns, (e - p) * g_ns + 1_000_000_000, &BTreeMap::new());
+        s.replay(&render(&rows)).is_ok()
+    };
     let mut chosen = None;
+    let mut confirmed = false;
     for g_ns in tries {
         let gj = g_ns as f64 / NS_PER_JIFFY as f64;
         if gaps.0.is_some_and(|l| gj < l) || gaps.1.is_some_and(|h| gj > h) {
             continue;
         }
-        solver.push();
         let g = ratio(g_ns, NS_PER_JIFFY);
-        solver.assert(w.gap.eq(&g));
-        // The first scan packet at time 0; the goal no earlier than the last one.
-        solver.assert(Real::add(&[&w.origin, &Real::mul(&[&Real::from_int(&w.first), &g])]).eq(real(0.0)));
-        solver.assert(w.goal_t.ge(Real::add(&[&w.origin, &Real::mul(&[&Real::from_int(&w.last), &g])]).to_int()));
+        let at_gap = Bool::and(&[
+            w.gap.eq(&g),
+            // The first scan packet at time 0; the goal no earlier than the last one.
+            Real::add(&[&w.origin, &Real::mul(&[&Real::from_int(&w.first), &g])]).eq(real(0.0)),
+            w.goal_t.ge(Real::add(&[&w.origin, &Real::mul(&[&Real::from_int(&w.last), &g])]).to_int()),
+        ]);
+        if works(g_ns, p0, e0) {
+            let (mut a, mut b) = (p0, e0 + 1);
+            while b - a > 1 {
+                let mid = (a + b) / 2;
+                if works(g_ns, mid, e0) {
+                    a = mid;
+                } else {
+                    b = mid;
+                }
+            }
+            let (mut lo, mut hi) = (a - 1, e0);
+            while hi - lo > 1 {
+                let mid = (lo + hi) / 2;
+                if works(g_ns, a, mid) {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            solver.push();
+            solver.assert(&at_gap);
+            solver.assert(w.first.eq(Int::from_i64(a)));
+            solver.assert(w.last.eq(Int::from_i64(hi)));
+            if check(solver, &[], || "the shortened scan".into())? {
+                chosen = Some(g_ns);
+                confirmed = true;
+                break;
+            }
+            solver.pop(1);
+        }
+        solver.push();
+        solver.assert(&at_gap);
         if check(solver, &[], || "a scan at a round rate".into())? {
             chosen = Some(g_ns);
             break;
@@ -745,24 +815,27 @@ fn scan_witness(
     let Some(g_ns) = chosen else {
         return Ok(Err("no scan at a fixed rate near the solver's".into()));
     };
-    // Fewest scan packets.
+    // Fewest scan packets (when the simulator's shrinking above did not do it): the
+    // solver's own bisection on the scan's length.
     let m = solver.get_model().ok_or_else(no_value)?;
-    let len = |m: &z3::Model| -> Option<i64> { Some(int_value(m, &w.last)? - int_value(m, &w.first)?) };
-    let (mut a, mut b) = (0i64, len(&m).ok_or_else(|| no("length"))?);
-    let span = Int::sub(&[&w.last, &w.first]);
-    // Each check with a time limit: one that runs out keeps the shortest found so far.
-    limit(BISECTION_MS);
-    while a < b {
-        let mid = (a + b) / 2;
-        match check(solver, &[span.le(Int::from_i64(mid))], || "a shorter scan".into()) {
-            Ok(true) => b = mid,
-            Ok(false) => a = mid + 1,
-            Err(VerifyError::Unknown { .. }) => break,
-            Err(e) => return Err(e),
+    if !confirmed {
+        let len = |m: &z3::Model| -> Option<i64> { Some(int_value(m, &w.last)? - int_value(m, &w.first)?) };
+        let (mut a, mut b) = (0i64, len(&m).ok_or_else(|| no("length"))?);
+        let span = Int::sub(&[&w.last, &w.first]);
+        // Each check with a time limit: one that runs out keeps the shortest found so far.
+        limit(BISECTION_MS);
+        while a < b {
+            let mid = (a + b) / 2;
+            match check(solver, &[span.le(Int::from_i64(mid))], || "a shorter scan".into()) {
+                Ok(true) => b = mid,
+                Ok(false) => a = mid + 1,
+                Err(VerifyError::Unknown { .. }) => break,
+                Err(e) => return Err(e),
+            }
         }
+        limit(u32::MAX);
+        solver.assert(span.le(Int::from_i64(b)));
     }
-    limit(u32::MAX);
-    solver.assert(span.le(Int::from_i64(b)));
     // The goal packet one second after the last scan packet, where it can be.
     let end = Real::add(&[&w.origin, &Real::mul(&[&Real::from_int(&w.last), &ratio(g_ns, NS_PER_JIFFY)])]).to_int();
     for pref in [w.goal_t.eq(Int::add(&[&end, &Int::from_u64(HZ as u64)])), w.goal_t.eq(&end)] {
@@ -777,24 +850,7 @@ fn scan_witness(
     let m = solver.get_model().ok_or_else(no_value)?;
     let (p, e) = (int_value(&m, &w.first).ok_or_else(no_value)?, int_value(&m, &w.last).ok_or_else(no_value)?);
     let goal_j = int_value(&m, &w.goal_t).ok_or_else(|| no("goal time"))?;
-    // The rows: the template packet's fields (one exact port's row from `csv`, or the
-    // goal's for the address and interface columns), every port p..=e, the goal.
-    let goal_csv = s.csv(
-        &m,
-        &Trace {
-            pkts: vec![w.goal.clone()],
-            times: vec![Int::from_i64(goal_j.max(0))],
-            travs: vec![w.goal_trav.clone()],
-        },
-        0,
-    )?;
-    let goal_row = goal_csv.lines().nth(1).ok_or_else(no_value)?.to_string();
-    let tmpl_csv = s.csv(
-        &m,
-        &Trace { pkts: vec![w.tmpl.clone()], times: vec![Int::from_u64(0)], travs: vec![w.goal_trav.clone()] },
-        0,
-    )?;
-    let t: Vec<String> = tmpl_csv.lines().nth(1).ok_or_else(no_value)?.split(',').map(String::from).collect();
+    let (t, goal_row) = fields(&m)?;
     let verdict_of = |trav: &Traversal| -> &'static str {
         for (f, name) in [(Final::Accept, "ACCEPT"), (Final::Drop, "DROP"), (Final::Reject, "REJECT")] {
             if m.eval(&trav.verdict(f), true).and_then(|b| b.as_bool()) == Some(true) {
@@ -804,45 +860,9 @@ fn scan_witness(
         "DROP"
     };
     let exact: BTreeMap<u16, &'static str> = w.ports.iter().map(|(q, _, trav)| (*q, verdict_of(trav))).collect();
-    let time = |ns: i64| format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for q in p..=e {
-        let ns = (q - p) * g_ns;
-        let expect = exact.get(&(q as u16)).copied().unwrap_or("");
-        // time,src,dst,proto,sport,dport,flags,icmp_type,icmp_code,icmp_id,iface,len,ttl,expect,note
-        rows.push(vec![
-            time(ns),
-            t[1].clone(),
-            t[2].clone(),
-            "tcp".into(),
-            t[4].clone(),
-            q.to_string(),
-            "S".into(),
-            String::new(),
-            String::new(),
-            String::new(),
-            t[10].clone(),
-            t[11].clone(),
-            t[12].clone(),
-            expect.into(),
-            "scan".into(),
-        ]);
-    }
     let end_ns = (e - p) * g_ns;
     let goal_ns = end_ns.max(goal_j * NS_PER_JIFFY);
-    let mut g: Vec<String> = goal_row.split(',').map(String::from).collect();
-    g[0] = time(goal_ns);
-    rows.push(g);
-    let render = |rows: &[Vec<String>]| {
-        let mut out = String::from(
-            "time,src,dst,proto,sport,dport,flags,icmp_type,icmp_code,icmp_id,iface,len,ttl,expect,note\n",
-        );
-        for r in rows {
-            out.push_str(&r.join(","));
-            out.push('\n');
-        }
-        out
-    };
+    let mut rows = scan_rows(&t, &goal_row, (p, e), g_ns, goal_ns, &exact);
     let verdicts = match s.replay(&render(&rows)) {
         Ok(v) => v,
         Err(why) => return Ok(Err(why)),
@@ -892,6 +912,58 @@ fn scan_witness(
     }
     let n = rows.len();
     Ok(Ok((render(&rows), n, info)))
+}
+
+fn time_str(ns: i64) -> String {
+    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// The witness rows: one SYN per port `p..=e` with the template's fields `t` (a CSV row
+/// of the template packet), `expect` where `exact` knows it, then the goal row.
+fn scan_rows(
+    t: &[String],
+    goal_row: &str,
+    (p, e): (i64, i64),
+    g_ns: i64,
+    goal_ns: i64,
+    exact: &BTreeMap<u16, &'static str>,
+) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for q in p..=e {
+        let expect = exact.get(&(q as u16)).copied().unwrap_or("");
+        // time,src,dst,proto,sport,dport,flags,icmp_type,icmp_code,icmp_id,iface,len,ttl,expect,note
+        rows.push(vec![
+            time_str((q - p) * g_ns),
+            t[1].clone(),
+            t[2].clone(),
+            "tcp".into(),
+            t[4].clone(),
+            q.to_string(),
+            "S".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            t[10].clone(),
+            t[11].clone(),
+            t[12].clone(),
+            expect.into(),
+            "scan".into(),
+        ]);
+    }
+    let mut g: Vec<String> = goal_row.split(',').map(String::from).collect();
+    g[0] = time_str(goal_ns);
+    rows.push(g);
+    rows
+}
+
+fn render(rows: &[Vec<String>]) -> String {
+    let mut out =
+        String::from("time,src,dst,proto,sport,dport,flags,icmp_type,icmp_code,icmp_id,iface,len,ttl,expect,note\n");
+    for r in rows {
+        out.push_str(&r.join(","));
+        out.push('\n');
+    }
+    out
 }
 
 fn fmt_rate(r: f64) -> String {
