@@ -30,6 +30,11 @@
 //! The "no trace" answer needs a second search in which the goal packet may belong to a
 //! connection a scan packet opened (same ports, accepted), as in the `any` attacker.
 //!
+//! The searches restart with a new random seed and twice the time limit when one runs
+//! out (`check_restarting`): on these encodings Z3's time is heavy-tailed in the seed
+//! (0.5 s to over 20 s for the same question). `FWV_SCAN_SEED=N` shifts the seeds, to
+//! see how an answer's time depends on them.
+//!
 //! ## Rates
 //!
 //! A witness comes with the scan's rate, chosen round (the largest of 1, 2, 5 × 10ⁿ ms or
@@ -62,6 +67,10 @@ const SLOWEST_GAP: f64 = 3600.0 * HZ as f64;
 
 /// Time limit of each check of the threshold bisection, in milliseconds.
 const BISECTION_MS: u32 = 2000;
+
+/// Restarts of [`check_restarting`] and the first one's time limit (ms).
+const RESTARTS: u32 = 4;
+const RESTART_MS: u32 = 1500;
 
 /// Largest stamp depth (`--hitcount`) a run summary keeps the order of stamps for.
 const MAX_PUSHED: usize = 8;
@@ -592,11 +601,15 @@ pub(super) fn prove_scan(s: &Setup<'_>, min_rate: Option<u32>, max_rate: Option<
         let (found, free) = z3::with_z3_config(&z3::Config::new(), || -> Result<_, VerifyError> {
             let mut free = Vec::new();
             let w = s.scan_encoding(Mode::Witness, &pieces, &effects, gaps, &mut free)?;
-            if !check(&w.solver, std::slice::from_ref(&w.goal_cond), || "a scan".into())? {
+            if !check_restarting(&w.solver, std::slice::from_ref(&w.goal_cond), "a scan")? {
                 return Ok((None, free));
             }
+            let first = w
+                .solver
+                .get_model()
+                .ok_or_else(|| VerifyError::Unknown { what: "the scan witness".into(), reason: "no model".into() })?;
             w.solver.assert(&w.goal_cond);
-            Ok((Some(scan_witness(s, &w, &pieces, &effects, gaps)?), free))
+            Ok((Some(scan_witness(s, &w, &pieces, &effects, gaps, first)?), free))
         })?;
         for f in free {
             if !notes.contains(&f) {
@@ -615,7 +628,7 @@ pub(super) fn prove_scan(s: &Setup<'_>, min_rate: Option<u32>, max_rate: Option<
         }
         let none = z3::with_z3_config(&z3::Config::new(), || -> Result<bool, VerifyError> {
             let o = s.scan_encoding(Mode::Over, &pieces, &effects, gaps, &mut Vec::new())?;
-            Ok(!check(&o.solver, std::slice::from_ref(&o.goal_cond), || "a scan".into())?)
+            Ok(!check_restarting(&o.solver, std::slice::from_ref(&o.goal_cond), "a scan")?)
         })?;
         if none {
             let exact = pieces.iter().filter(|p| matches!(p, Piece::Port(_))).count();
@@ -630,6 +643,30 @@ pub(super) fn prove_scan(s: &Setup<'_>, min_rate: Option<u32>, max_rate: Option<
             .into();
     }
     unknown(&last_why)
+}
+
+/// `check` with restarts: Z3's search on these encodings is heavy-tailed (the same
+/// question takes 0.5 s or over 20 s depending on the random seed), so each try has a
+/// time limit and the next a new seed and twice the limit; the last has none.
+fn check_restarting(solver: &Solver, assumptions: &[Bool], what: &str) -> Result<bool, VerifyError> {
+    let base: u32 = std::env::var("FWV_SCAN_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut limit_ms = RESTART_MS;
+    for attempt in 0..=RESTARTS {
+        let mut p = Params::new();
+        p.set_u32("random_seed", base + attempt);
+        p.set_u32("timeout", if attempt == RESTARTS { u32::MAX } else { limit_ms });
+        solver.set_params(&p);
+        match check(solver, assumptions, || what.to_string()) {
+            Err(VerifyError::Unknown { .. }) if attempt < RESTARTS => limit_ms *= 2,
+            r => {
+                let mut p = Params::new();
+                p.set_u32("timeout", u32::MAX);
+                solver.set_params(&p);
+                return r;
+            }
+        }
+    }
+    unreachable!("the last attempt has no time limit")
 }
 
 /// The model's value of a real as f64.
@@ -667,13 +704,15 @@ fn scan_witness(
     pieces: &[Piece],
     effects: &BTreeMap<(u16, u16), RunEffects>,
     gaps: (Option<f64>, Option<f64>),
+    first: z3::Model,
 ) -> Result<Result<ScanWitness, String>, VerifyError> {
     let no_value = || VerifyError::Unknown { what: "the scan witness".into(), reason: "no value".into() };
     let no =
         |what: &str| VerifyError::Unknown { what: format!("the scan witness's {what}"), reason: "no value".into() };
     let solver = &w.solver;
-    check(solver, &[], || "a scan".into())?;
-    let m = solver.get_model().ok_or_else(no_value)?;
+    // The model of the search that found the scan (taken before the goal was asserted,
+    // so no second full search).
+    let m = first;
     let g0 = real_value(&m, &w.gap).ok_or_else(|| no("gap"))?;
     // The threshold: the supremum of falsifying gaps (monotone: a witness with gap ≥ G).
     let cap = gaps.1.unwrap_or(SLOWEST_GAP);
