@@ -238,6 +238,15 @@ struct RState {
 }
 
 impl RState {
+    /// No entry for the attacker (`h` stamps kept).
+    fn empty(h: usize) -> RState {
+        RState {
+            present: Bool::from_bool(false),
+            n: Int::from_u64(0),
+            stamps: (0..h).map(|_| Int::from_u64(0)).collect(),
+        }
+    }
+
     fn ite(c: &Bool, a: &RState, b: &RState) -> RState {
         RState {
             present: c.ite(&a.present, &b.present),
@@ -469,18 +478,8 @@ impl Setup<'_> {
         let tag = if mode == Mode::Witness { "w" } else { "o" };
         let srcs = self.source_addrs(&solver, tag, slots);
         let masks = self.recent_masks();
-        let mut state: BTreeMap<String, Vec<RState>> = self
-            .depth
-            .iter()
-            .map(|(name, h)| {
-                let st = RState {
-                    present: Bool::from_bool(false),
-                    n: Int::from_u64(0),
-                    stamps: (0..*h).map(|_| Int::from_u64(0)).collect(),
-                };
-                (name.clone(), vec![st; slots])
-            })
-            .collect();
+        let mut state: BTreeMap<String, Vec<RState>> =
+            self.depth.iter().map(|(name, h)| (name.clone(), vec![RState::empty(*h); slots])).collect();
         let mut free: Vec<String> = Vec::new();
         // Token buckets of `-m limit` (witness search only): credit and last take.
         let mut buckets: BTreeMap<(RuleRef, usize), (Int, Int)> = BTreeMap::new();
@@ -608,15 +607,7 @@ impl Setup<'_> {
                     }
                 }
             }
-            for a in &trav.assumed {
-                if covered.iter().any(|v| v.ast_eq(&a.var)) {
-                    continue;
-                }
-                let d = format!("{}: {}", a.rule.describe(self.rs), a.why);
-                if !free.contains(&d) {
-                    free.push(d);
-                }
-            }
+            self.note_assumed(&trav, &covered, &mut free);
             accepted.push(trav.verdict(Final::Accept));
             let mut goal =
                 Bool::and(&[goal_condition(&self.prop.goal, &p, &self.u, Hook::Input), trav.verdict(verdict)]);
@@ -1117,6 +1108,27 @@ impl Setup<'_> {
     }
 }
 
+impl Setup<'_> {
+    /// No table holds the attacker.
+    fn empty_state(&self) -> BTreeMap<String, RState> {
+        self.depth.iter().map(|(name, h)| (name.clone(), RState::empty(*h))).collect()
+    }
+
+    /// Notes every unencodable match of `trav` left free (not among `covered`, the
+    /// stateful ones the caller encoded) in `free`, once each.
+    fn note_assumed(&self, trav: &Traversal, covered: &[Bool], free: &mut Vec<String>) {
+        for a in &trav.assumed {
+            if covered.iter().any(|v| v.ast_eq(&a.var)) {
+                continue;
+            }
+            let d = format!("{}: {}", a.rule.describe(self.rs), a.why);
+            if !free.contains(&d) {
+                free.push(d);
+            }
+        }
+    }
+}
+
 /// `sim::limit::Bucket::take` on integers: the result and the new credit and stamp.
 fn limit_take(credit: &Int, prev: &Int, now: &Int, cap: u64, cost: u64, cpj: u64) -> (Int, Int, Bool) {
     let cost_i = Int::from_u64(cost);
@@ -1162,18 +1174,23 @@ fn recent_eval(rc: &crate::model::matches::Recent, st: &RState, now: &Int, h: us
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::verify::property::parse_property;
 
-    fn run(rules: &str, prop: &str, k: usize) -> Proved {
+    /// [`run`] at the default bound.
+    pub(super) fn run_default(rules: &str, prop: &str) -> Proved {
+        run(rules, prop, DEFAULT_K)
+    }
+
+    pub(super) fn run(rules: &str, prop: &str, k: usize) -> Proved {
         let parsed = crate::load(rules);
         assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
         let p = parse_property(prop, 0, 1).unwrap();
         prove(&parsed.ruleset, &p, &ProveOptions { k, ..ProveOptions::default() }).unwrap()
     }
 
-    fn seed(name: &str) -> String {
+    pub(super) fn seed(name: &str) -> String {
         std::fs::read_to_string(format!("{}/scenarios/seed/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
 

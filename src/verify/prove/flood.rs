@@ -39,20 +39,6 @@ struct FloodEnc {
 }
 
 impl Setup<'_> {
-    pub(super) fn empty_state(&self) -> BTreeMap<String, RState> {
-        self.depth
-            .iter()
-            .map(|(name, h)| {
-                let st = RState {
-                    present: Bool::from_bool(false),
-                    n: Int::from_u64(0),
-                    stamps: (0..*h).map(|_| Int::from_u64(0)).collect(),
-                };
-                (name.clone(), st)
-            })
-            .collect()
-    }
-
     fn flood_encoding(
         &self,
         mode: Mode,
@@ -217,20 +203,9 @@ pub(super) fn prove_flood(s: &Setup<'_>) -> Result<Proved, VerifyError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{prove, ProveOptions};
+    use super::super::tests::{run_default as run, seed};
     use super::*;
-    use crate::verify::property::{parse_property, Quant};
-
-    fn run(rules: &str, prop: &str) -> Proved {
-        let parsed = crate::load(rules);
-        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-        let p = parse_property(prop, 0, 1).unwrap();
-        prove(&parsed.ruleset, &p, &ProveOptions::default()).unwrap()
-    }
-
-    fn seed(name: &str) -> String {
-        std::fs::read_to_string(format!("{}/scenarios/seed/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-    }
+    use crate::verify::property::Quant;
 
     #[test]
     fn a_flood_in_the_right_order_knocks() {

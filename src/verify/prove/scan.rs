@@ -350,15 +350,7 @@ impl Setup<'_> {
                 }
             }
         }
-        for a in &trav.assumed {
-            if covered.iter().any(|v| v.ast_eq(&a.var)) {
-                continue;
-            }
-            let d = format!("{}: {}", a.rule.describe(self.rs), a.why);
-            if !free.contains(&d) {
-                free.push(d);
-            }
-        }
+        self.note_assumed(trav, &covered, free);
     }
 
     /// The state after a summarised run (`live`: it is part of the trace) of packets sent
@@ -477,18 +469,7 @@ impl Setup<'_> {
         }
         let goal_t = Int::new_const(format!("{tag}.goal.time"));
         let at = |q: u16| Real::add(&[&origin, &Real::mul(&[&ratio(q as i64, 1), &gap])]).to_int();
-        let mut state: BTreeMap<String, RState> = self
-            .depth
-            .iter()
-            .map(|(name, h)| {
-                let st = RState {
-                    present: Bool::from_bool(false),
-                    n: Int::from_u64(0),
-                    stamps: (0..*h).map(|_| Int::from_u64(0)).collect(),
-                };
-                (name.clone(), st)
-            })
-            .collect();
+        let mut state = self.empty_state();
         let mut ports = Vec::new();
         // Earlier packets of the attacker for the goal's conntrack alternatives.
         let mut earlier: Vec<SymPacket> = Vec::new();
@@ -1041,20 +1022,9 @@ fn fmt_gap(ns: i64) -> String {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use super::super::{prove, ProveOptions};
+    use super::super::tests::{run_default as run, seed};
     use super::*;
-    use crate::verify::property::{parse_property, Quant};
-
-    fn run(rules: &str, prop: &str) -> Proved {
-        let parsed = crate::load(rules);
-        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-        let p = parse_property(prop, 0, 1).unwrap();
-        prove(&parsed.ruleset, &p, &ProveOptions::default()).unwrap()
-    }
-
-    fn seed(name: &str) -> String {
-        std::fs::read_to_string(format!("{}/scenarios/seed/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-    }
+    use crate::verify::property::Quant;
 
     #[test]
     fn no_scan_unlocks_the_seed() {
