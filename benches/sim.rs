@@ -20,6 +20,7 @@ mod support;
 
 use fwverify::check::{replay, Observer, Summary};
 use fwverify::packet::Packet;
+use fwverify::sim::conntrack::Conn;
 use fwverify::sim::{Engine, Ifaces, Jiffies, Outcome, SimConfig};
 use fwverify::trace::gen::{self, Common, Kind, Rate, Spec};
 use fwverify::trace::{to_jiffies, Row};
@@ -34,12 +35,20 @@ fn main() {
         .expect("read scenarios/seed/rules.v4");
     let mut table = Vec::new();
 
-    // `FWV_BENCH_ONLY=seed|big|e2e` runs one part (for profiling).
+    // `FWV_BENCH_ONLY=seed|scan|flood|big|e2e` runs one part (for profiling).
     let only = std::env::var("FWV_BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only == name;
     let trace = mixed_trace(step_packets);
     if part("seed") {
-        table.push(step_rate("seed ruleset (47 rules)", &seed_rules, &trace, 7));
+        table.push(step_rate("seed ruleset (47 rules), mixed trace", &seed_rules, &trace, 7));
+    }
+    if part("scan") {
+        let scan = rows(&scan_spec(step_packets));
+        table.push(step_rate("seed ruleset, sequential port scans", &seed_rules, &scan, 7));
+    }
+    if part("flood") {
+        let flood = rows(&flood_spec(step_packets));
+        table.push(step_rate("seed ruleset, SYN flood at port 80", &seed_rules, &flood, 7));
     }
     if part("big") {
         let big_trace = &trace[..trace.len().min(400_000)];
@@ -90,8 +99,30 @@ fn mix_spec(count: u64) -> Spec {
 
 /// The mixed trace as (row, packet) pairs with interfaces left for the engine to intern.
 fn mixed_trace(n: u64) -> Vec<Row> {
-    let spec = mix_spec(n);
+    rows(&mix_spec(n))
+}
+
+fn rows(spec: &Spec) -> Vec<Row> {
     spec.rows(1).map(|g| g.row).collect()
+}
+
+/// One source sweeping all ports 1-65535 in order at 10,000 ports/s, again and again
+/// (`fwverify gen scan --ports 1-65535 --rate 10000 --repeat R`): the seed's main use.
+/// The source is blacklisted at its first probe of port 21, so most of the trace is the
+/// blacklisted path (rcheck, then the `blacklist` chain).
+fn scan_spec(n: u64) -> Spec {
+    let ports = gen::PortList::parse("1-65535").expect("a port list");
+    let kind =
+        Kind::Scan { ports, rate: Rate::per_second(10_000), order: gen::Order::Sequential, repeat: n.div_ceil(65_535) };
+    Spec { kind, common: Common::default() }
+}
+
+/// SYNs to port 80 from 50 sources (round robin, random source ports) at 10,000
+/// packets/s: each source passes the 60-per-second `synflood` check for its first SYNs
+/// and is then blacklisted (`fwverify gen synflood --sources 50 --dport 80`).
+fn flood_spec(n: u64) -> Spec {
+    let kind = Kind::SynFlood { rate: Rate::per_second(10_000), count: n, sources: 50, dport: 80 };
+    Spec { kind, common: Common::default() }
 }
 
 fn config() -> SimConfig {
@@ -116,6 +147,8 @@ fn step_rate(what: &str, rules: &str, trace: &[Row], runs: usize) -> Result {
             accepted += (out.verdict == fwverify::sim::Verdict::Accept) as u64;
         }
         let d = t.elapsed();
+        let z = engine.state_sizes();
+        eprintln!("  after the trace: {} connections ({} bytes each), {} sockets", z.conns, size_of::<Conn>(), z.socks);
         std::hint::black_box(accepted);
         d
     });

@@ -155,6 +155,12 @@ const EXTRA: &[(&str, &str, &[&str], &str)] = &[
         "tests/data/conform/accept-queue.csv: 8199 rows: 0 disagreements\n",
     ),
     (
+        "tests/data/conform/udp-assured.v4",
+        "tests/data/conform/udp-assured.csv",
+        &["--forward", "--host", "192.0.2.1"],
+        "tests/data/conform/udp-assured.csv: 8 rows: 0 disagreements\n",
+    ),
+    (
         "tests/data/conform/host.v4",
         "tests/data/conform/host.csv",
         &["--listen", "tcp:22,tcp:25"],

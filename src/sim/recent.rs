@@ -273,17 +273,10 @@ impl RecentTable {
             }
             RecentMode::Rcheck | RecentMode::Update => {
                 let time = now.wrapping_sub(c.window.unwrap_or(0) as u64);
-                let i = e as usize;
-                let held = &self.stamps[i * self.ring..i * self.ring + self.nstamps[i] as usize];
                 // The kernel counts the stamps inside the window until it has `--hitcount`
-                // of them (at least one); counting them all gives the same answer, in a
-                // loop without exits that the compiler vectorises. time_after(time, stamp):
-                // the stamp is strictly older than the window.
-                let hits = match c.window {
-                    Some(_) => held.iter().filter(|&&s| (s.wrapping_sub(time) as i64) >= 0).count(),
-                    None => held.len(),
-                };
-                if hits >= c.hitcount.max(1) as usize {
+                // of them (at least one). time_after(time, stamp): the stamp is strictly
+                // older than the window.
+                if self.hits_reach(e, c.window.map(|_| time), c.hitcount.max(1)) {
                     ret = !ret;
                 }
                 if c.reap {
@@ -304,6 +297,22 @@ impl RecentTable {
 
     /// `recent_entry_reap`: only the LRU head is looked at, and not the working entry when
     /// it is going to be updated.
+    /// Whether entry `e` holds at least `need` (≥ 1) stamps, counting only those at or
+    /// after `since` when given: the kernel's loop over `e->stamps`, answered in O(1).
+    /// Stamps are written in ring order at non-decreasing times (a trace's times never go
+    /// back), so the ring read backwards from the newest stamp is sorted newest first,
+    /// and "at least `need` stamps since" is "the `need`-th newest stamp is since". The
+    /// ring is at least every rule's `--hitcount` (it is sized by the largest).
+    fn hits_reach(&self, e: u32, since: Option<Jiffies>, need: u32) -> bool {
+        let i = e as usize;
+        if self.nstamps[i] < need {
+            return false;
+        }
+        let Some(since) = since else { return true };
+        let k = (self.widx[i] as usize + self.ring - need as usize) & (self.ring - 1);
+        (self.stamps[i * self.ring + k].wrapping_sub(since) as i64) >= 0
+    }
+
     fn reap(&mut self, time: Jiffies, working: u32, update: bool) {
         let h = self.head;
         if h == NIL || (h == working && update) {
@@ -386,6 +395,36 @@ mod tests {
         t.eval(&set, a, 64, 100);
         assert!(t.eval(&up, a, 64, 100 + 251));
         assert_eq!(t.len(), 1);
+    }
+
+    proptest::proptest! {
+        /// `hits_reach` answers as the kernel's loop over every stamp held, for stamps
+        /// written at non-decreasing times into rings of any size.
+        #[test]
+        fn hit_count_matches_the_kernel_loop(
+            ring_bits in 0u32..6,
+            gaps in proptest::collection::vec(0u64..40, 1..150),
+            window in proptest::option::of(0u64..200),
+            need in 1u32..40,
+        ) {
+            let ring = 1usize << ring_bits;
+            let need = need.min(ring as u32);
+            let mut t = RecentTable::new("h", u32::MAX, u128::MAX, 4, ring);
+            let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+            let set = check(RecentMode::Set, None, 0);
+            let mut now = (1u64 << 32) - 300 * 250;
+            for g in gaps {
+                now += g;
+                t.eval(&set, a, 64, now);
+                let e = t.find(t.key(a)).unwrap();
+                let i = e as usize;
+                let since = window.map(|w| now.wrapping_sub(w));
+                let held = &t.stamps[i * ring..i * ring + t.nstamps[i] as usize];
+                let loop_hits =
+                    held.iter().filter(|&&s| since.is_none_or(|x| (s.wrapping_sub(x) as i64) >= 0)).count();
+                proptest::prop_assert_eq!(t.hits_reach(e, since, need), loop_hits >= need as usize);
+            }
+        }
     }
 
     #[test]
