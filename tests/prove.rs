@@ -221,6 +221,24 @@ fn the_limiter_accepts_at_most_three_new_connections_a_minute() {
 }
 
 #[test]
+fn hashlimit_buckets_limit_ssh_and_their_witnesses_replay_in_the_kernel() {
+    let rules = data("hashlimit-ssh.v4");
+    let (code, out) = fwverify(&["prove", &rules, "--prop", "at most 4 ACCEPT tcp dport 22 ctstate NEW within 1s"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("PROVED up to 6 packets (bounded)"), "{out}");
+    // The burst of 3 and the token back after a second.
+    let (out, rows) = prove_and_replay(&rules, "at most 3 ACCEPT tcp dport 22 ctstate NEW within 1s", "6", 1);
+    assert!(out.contains("FALSIFIED: counterexample of 4 packets"), "{out}");
+    for r in &rows {
+        assert_eq!((field(r, 5), field(r, 6), field(r, 13)), ("22", "S", "ACCEPT"), "{out}");
+    }
+    // The per-port SYN bucket drops the third SYN to port 80 before a token is back.
+    let (out, rows) = prove_and_replay(&rules, "possible DROP tcp dport 80", "6", 0);
+    assert!(out.contains("witness of 3 packets"), "{out}");
+    assert_eq!(field(rows.last().unwrap(), 13), "DROP", "{out}");
+}
+
+#[test]
 fn two_sources_get_past_the_per_source_limiter() {
     let limiter = data("ssh-limiter.v4");
     let prop = "at most 3 ACCEPT tcp dport 22 ctstate NEW within 60s";

@@ -10,7 +10,7 @@
 //! `0 ≤ t_0 ≤ t_1 ≤ …`), through the filter table at INPUT ([`Traversal`] under
 //! [`StateModel::Any`]). All packets share one source address. Kernel state is threaded
 //! through the steps and, within a step, through the rules in traversal order: the
-//! traversal lists every `-m recent`/`-m limit` evaluation ([`Traversal::stateful`]) with
+//! traversal lists every `-m recent`/`-m limit`/`-m hashlimit` evaluation ([`Traversal::stateful`]) with
 //! the condition of the rule being reached and of the rule's earlier matches holding;
 //! the match's value is defined from the state before it, and its side effect happens
 //! exactly under that condition (short-circuit evaluation).
@@ -38,7 +38,17 @@
 //!   trace kept short enough that the kernel's u32 arithmetic does not wrap; the host
 //!   receives only the attacker's packets. In the "no trace" search a limit match is a
 //!   free Boolean (other senders share the bucket and may drain it).
-//! - Matches the encoding cannot represent (hashlimit, connlimit, …, unknown targets)
+//! - `-m hashlimit` (packet mode): per table, every evaluation leaves an entry keyed by the
+//!   packet's masked addresses and ports (as `--hashlimit-mode` selects); an evaluation
+//!   reads the entry of the latest one with its key, unless that entry has expired
+//!   (`--hashlimit-htable-expire`), and refills and takes as `sim::hashlimit::Table::eval`
+//!   in the kernel's 64-bit arithmetic (wraparound included). The table's configuration
+//!   is its creating rule's, as in the simulator. In the "no trace" search a table is
+//!   encoded only when it is keyed by the whole source address (the attacker's own
+//!   buckets; assumption: no other sender uses the attacker's address); otherwise a
+//!   hashlimit match is a free Boolean, as a limit match. Byte and rate-match modes are
+//!   free (the simulator refuses them).
+//! - Matches the encoding cannot represent (connlimit, …, unknown targets)
 //!   are free Booleans at every evaluation: an over-approximation, sound for "no trace"
 //!   answers; a witness that relied on them must survive the replay.
 //! - No fragments (conntrack defragments before the filter table), no NAT: rulesets with
@@ -114,9 +124,10 @@ use super::property::{Attacker, Property, Quant};
 use super::query::goal_condition;
 use super::traverse::{Final, StateModel, Traversal};
 use super::{check, RuleRef, VerifyError};
-use crate::model::matches::{RecentMode, RecentSide};
+use crate::model::matches::{Hashlimit, RecentMode, RecentSide};
+use crate::model::print::save_order;
 use crate::model::{Family, Hook, Match, Ruleset, TableName};
-use crate::packet::FlagLetters;
+use crate::packet::{proto, FlagLetters};
 use crate::sim::Verdict;
 
 mod flood;
@@ -278,6 +289,9 @@ struct Setup<'a> {
     table: usize,
     /// Stamps kept per recent table.
     depth: BTreeMap<String, usize>,
+    /// Hashlimit tables as the simulator configures them (from each table's creating
+    /// rule).
+    hashlimits: Vec<Hashlimit>,
     prop: &'a Property,
     opts: &'a ProveOptions,
 }
@@ -366,7 +380,8 @@ fn prove_here(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Prov
         opts.k = opts.k.max(n as usize + 1);
     }
     let opts = &opts;
-    let s = Setup { rs, u, table, depth, prop, opts };
+    let hashlimits = hashlimit_tables(rs);
+    let s = Setup { rs, u, table, depth, hashlimits, prop, opts };
     if let Attacker::Scan { min_rate, max_rate } = prop.attacker {
         return scan::prove_scan(&s, min_rate, max_rate);
     }
@@ -483,6 +498,8 @@ impl Setup<'_> {
         let mut free: Vec<String> = Vec::new();
         // Token buckets of `-m limit` (witness search only): credit and last take.
         let mut buckets: BTreeMap<(RuleRef, usize), (Int, Int)> = BTreeMap::new();
+        // Hashlimit tables: every evaluation so far (the entries they leave).
+        let mut hl: BTreeMap<String, Vec<HlEval>> = BTreeMap::new();
         let mut accepted: Vec<Bool> = Vec::new();
         let verdict = final_of(self.prop.verdict);
         for i in 0..pre + self.opts.k {
@@ -596,8 +613,24 @@ impl Setup<'_> {
                         let prev = guard.ite(&prev2, &prev);
                         buckets.insert(key, (credit, prev));
                     }
-                    _ => {
-                        let d = format!("{}: limit (either outcome)", su.rule.describe(self.rs));
+                    Match::Hashlimit(h) if self.hashlimit_exact(h, mode) => {
+                        let cfg = self.hashlimit_cfg(&h.name).expect("exact only for a compiled table");
+                        let evals = hl.entry(h.name.clone()).or_default();
+                        let (value, eval) = hashlimit_eval(cfg, h.above, &p, &t, &guard, evals);
+                        if let Some(v) = &su.var {
+                            solver.assert(v.eq(&value));
+                            covered.push(v.clone());
+                        }
+                        evals.push(eval);
+                    }
+                    m => {
+                        let d = match m {
+                            Match::Hashlimit(_) => format!(
+                                "{}: hashlimit (either outcome: its bucket is not the attacker's own)",
+                                su.rule.describe(self.rs)
+                            ),
+                            _ => format!("{}: limit (either outcome)", su.rule.describe(self.rs)),
+                        };
                         if !free.contains(&d) {
                             free.push(d);
                         }
@@ -1036,6 +1069,31 @@ impl Setup<'_> {
         masks
     }
 
+    /// The configuration of hashlimit table `name`.
+    fn hashlimit_cfg(&self, name: &str) -> Option<&Hashlimit> {
+        self.hashlimits.iter().find(|h| h.name == name)
+    }
+
+    /// Whether a hashlimit match is encoded exactly in a search of `mode`: packet mode
+    /// (the simulator refuses byte and rate-match modes), a table that cannot fill up
+    /// within the trace (every evaluation creates at most one entry), and, in the "no
+    /// trace" search, a bucket that is the attacker's own: keyed by its whole source
+    /// address (assumption, as for recent tables: no other sender uses the attacker's
+    /// address). Other buckets are shared with other senders, who may drain them: there
+    /// the match is left free, as `-m limit`'s.
+    fn hashlimit_exact(&self, h: &Hashlimit, mode: Mode) -> bool {
+        use crate::model::matches::hashmode;
+        let Some(cfg) = self.hashlimit_cfg(&h.name) else { return false };
+        let size = if cfg.size == 0 { 8192 } else { cfg.size as u64 };
+        let max = if cfg.max == 0 { 8 * size } else { cfg.max as u64 };
+        let evals = (self.opts.k as u64 + MAX_EXTRA_PREFIX as u64 + self.prop.initially_in.len() as u64) * 64;
+        let width = if self.u.family == Family::V6 { 128 } else { 32 };
+        !cfg.bytes
+            && !cfg.rate_match
+            && max > evals
+            && (mode == Mode::Witness || (cfg.mode & hashmode::SRCIP != 0 && cfg.srcmask as u32 >= width))
+    }
+
     /// Whether `x` and `y` share an entry of recent table `name` (equal under its mask;
     /// [`Setup::sources_check`] makes sure a table has one mask).
     fn same_key(&self, masks: &BTreeMap<String, Vec<u128>>, name: &str, x: &BV, y: &BV) -> Bool {
@@ -1127,6 +1185,125 @@ impl Setup<'_> {
             }
         }
     }
+}
+
+/// The hashlimit tables of `rs` as the simulator configures them: key, rate, burst and
+/// expiry from each table's creating rule (`sim::compile`), so that the encoding and the
+/// replay agree.
+fn hashlimit_tables(rs: &Ruleset) -> Vec<Hashlimit> {
+    let mut out: Vec<Hashlimit> = Vec::new();
+    for t in &rs.tables {
+        for c in save_order(t) {
+            for r in &c.rules {
+                for m in &r.matches {
+                    if let Match::Hashlimit(h) = &m.m {
+                        if !out.iter().any(|x| x.name == h.name) {
+                            out.push(h.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One evaluation of a hashlimit table: when it happened (`live`), the packet's key
+/// (its masked addresses and ports, as the table's `--hashlimit-mode` selects; zeros
+/// for the parts not selected) and the entry it left.
+struct HlEval {
+    live: Bool,
+    key: [BV; 4],
+    credit: Int,
+    prev: Int,
+    expires: Int,
+}
+
+/// The key of `p` in hashlimit table `cfg` (`sim::hashlimit::Table::key`).
+fn hashlimit_key(cfg: &Hashlimit, p: &SymPacket) -> [BV; 4] {
+    use crate::model::matches::hashmode;
+    let w = p.src.get_size();
+    let addr = |a: &BV, on: bool, len: u8| {
+        let len = (len as u32).min(w);
+        if !on || len == 0 {
+            return bv(0, w);
+        }
+        let m = if len == 128 { u128::MAX } else { ((1u128 << len) - 1) << (w - len) };
+        a.bvand(bv(m, w))
+    };
+    let ports = Bool::or(&[p.proto.eq(bv(proto::TCP as u128, 8)), p.proto.eq(bv(proto::UDP as u128, 8))]);
+    let port = |x: &BV, on: bool| if on { ports.ite(x, &bv(0, 16)) } else { bv(0, 16) };
+    [
+        addr(&p.src, cfg.mode & hashmode::SRCIP != 0, cfg.srcmask),
+        addr(&p.dst, cfg.mode & hashmode::DSTIP != 0, cfg.dstmask),
+        port(&p.sport, cfg.mode & hashmode::SRCPORT != 0),
+        port(&p.dport, cfg.mode & hashmode::DSTPORT != 0),
+    ]
+}
+
+/// A hashlimit match of `p` at `now` (`sim::hashlimit::Table::eval`, revision 3 packet
+/// mode, 64-bit credits) given the table's earlier evaluations, when `live`: the match's
+/// value (`above`: over the limit) and what the evaluation leaves. The packet's entry is
+/// the one the latest live evaluation with the same key left, unless it has expired
+/// (then, as when there is none, a full bucket is created). The refill is the kernel's
+/// `u64` arithmetic, wraparound included: `credit + (delta × CPJ mod 2^64)`, mod 2^64,
+/// capped.
+fn hashlimit_eval(
+    cfg: &Hashlimit,
+    above: bool,
+    p: &SymPacket,
+    now: &Int,
+    live: &Bool,
+    evals: &[HlEval],
+) -> (Bool, HlEval) {
+    use crate::sim::hashlimit::{credits_per_jiffy, user2credits};
+    let cap = user2credits(cfg.avg.wrapping_mul(cfg.burst), HZ);
+    let cost = user2credits(cfg.avg, HZ);
+    let cpj = credits_per_jiffy(HZ);
+    let expire = (cfg.expire as u64 * HZ as u64).div_ceil(1000);
+    let key = hashlimit_key(cfg, p);
+    let (mut found, mut credit, mut prev, mut expires) =
+        (Bool::from_bool(false), Int::from_u64(cap), now.clone(), Int::from_u64(0));
+    for e in evals {
+        let same = Bool::and(&[
+            e.live.clone(),
+            e.key[0].eq(&key[0]),
+            e.key[1].eq(&key[1]),
+            e.key[2].eq(&key[2]),
+            e.key[3].eq(&key[3]),
+        ]);
+        found = Bool::or(&[same.clone(), found]);
+        credit = same.ite(&e.credit, &credit);
+        prev = same.ite(&e.prev, &prev);
+        expires = same.ite(&e.expires, &expires);
+    }
+    let kept = Bool::and(&[found, expires.ge(now)]);
+    let delta = Int::sub(&[now, &prev]);
+    let sum = if (expire as u128) * (cpj as u128) + (cap as u128) < 1 << 64 {
+        // A kept entry was touched at most `expire` ago: no wraparound is possible.
+        Int::add(&[&credit, &Int::mul(&[&delta, &Int::from_u64(cpj)])])
+    } else {
+        // delta × CPJ mod 2^64 with CPJ a power of two: (delta mod 2^64/CPJ) × CPJ.
+        let two64 = Int::from_u128(1 << 64);
+        let inc = Int::mul(&[&delta.modulo(Int::from_u64(u64::MAX / cpj + 1)), &Int::from_u64(cpj)]);
+        let sum = Int::add(&[&credit, &inc]);
+        sum.ge(&two64).ite(&Int::sub(&[&sum, &two64]), &sum)
+    };
+    let cap_i = Int::from_u64(cap);
+    let refilled = sum.le(&cap_i).ite(&sum, &cap_i);
+    let c0 = kept.ite(&refilled, &cap_i);
+    let cost_i = Int::from_u64(cost);
+    let ok = c0.ge(&cost_i);
+    let c1 = ok.ite(&Int::sub(&[&c0, &cost_i]), &c0);
+    let value = if above { ok.not() } else { ok };
+    let eval = HlEval {
+        live: live.clone(),
+        key,
+        credit: c1,
+        prev: now.clone(),
+        expires: Int::add(&[now, &Int::from_u64(expire)]),
+    };
+    (value, eval)
 }
 
 /// `sim::limit::Bucket::take` on integers: the result and the new credit and stamp.
@@ -1380,5 +1557,151 @@ COMMIT
         let r = run(LIMITER, "at most 3 ACCEPT tcp dport 22 under flood", 4);
         assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("`at most N` is not encoded")), "{r:?}");
         assert_eq!(r.exit_code(Quant::Never), 3);
+    }
+
+    /// A hashlimit SSH limiter: 1/s with a burst of 3 per source, and SYNs above 4/s
+    /// (burst 2) per source and port dropped.
+    const HASHLIMITER: &str = "*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p tcp -m tcp --syn -m hashlimit --hashlimit-above 4/sec --hashlimit-burst 2 --hashlimit-mode srcip,dstport --hashlimit-name syn -j DROP
+-A INPUT -p tcp -m tcp --dport 22 -m state --state NEW -m hashlimit --hashlimit-upto 1/sec --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name ssh -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT
+COMMIT
+";
+
+    #[test]
+    fn hashlimit_buckets_are_encoded() {
+        // 3 tokens and one more within a second: a fifth is impossible, a fourth is not.
+        let r = run_default(HASHLIMITER, "at most 4 ACCEPT tcp dport 22 ctstate NEW within 1s");
+        assert!(matches!(r.answer, Answer::NoneUpTo(6)), "{r:?}");
+        assert!(!r.notes.iter().any(|n| n.contains("hashlimit")), "{r:?}");
+        let r = run_default(HASHLIMITER, "at most 3 ACCEPT tcp dport 22 ctstate NEW within 1s");
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        assert_eq!(w.packets, 4, "{}", w.csv);
+        // The per-port SYN bucket: two at once, the third dropped until a token is back.
+        let r = run_default(HASHLIMITER, "possible DROP tcp dport 80");
+        let Answer::Witness(w) = &r.answer else { panic!("{r:?}") };
+        assert_eq!(w.packets, 3, "{}", w.csv);
+    }
+
+    #[test]
+    fn a_shared_hashlimit_bucket_is_left_free_in_proofs() {
+        // Keyed by destination port only: every sender drains the same bucket, so "no
+        // trace" cannot rest on the attacker's own packets.
+        let shared = HASHLIMITER
+            .replace("--hashlimit-mode srcip --hashlimit-name ssh", "--hashlimit-mode dstport --hashlimit-name ssh");
+        let r = run_default(&shared, "at most 4 ACCEPT tcp dport 22 ctstate NEW within 1s");
+        assert!(matches!(&r.answer, Answer::Unknown(w) if w.contains("hashlimit")), "{r:?}");
+        let r = run_default(&shared, "at most 3 ACCEPT tcp dport 22 ctstate NEW within 1s");
+        assert!(matches!(r.answer, Answer::Witness(_)), "{r:?}");
+    }
+
+    /// Every verdict of replaying `csv` through the simulator.
+    fn verdicts(rs: &Ruleset, csv: &str) -> Vec<Verdict> {
+        use crate::sim::{Engine, Ifaces, Outcome, SimConfig};
+        let mut engine = Engine::new(rs, SimConfig::default(), Ifaces::default()).expect("simulable");
+        let mut trace = crate::trace::csv::CsvTrace::new("t", csv.as_bytes()).unwrap();
+        let mut out = Outcome::default();
+        let mut v = Vec::new();
+        while let Some(mut row) = trace.next_row().unwrap() {
+            row.pkt.iface = engine.iface(row.iface.as_str());
+            engine.step(crate::trace::to_jiffies(row.time_ns, HZ), &row.pkt, &mut out);
+            v.push(out.verdict);
+        }
+        v
+    }
+
+    /// Soundness of the hashlimit encoding against the simulator: random hashlimit
+    /// rulesets, `at most N ACCEPT tcp dport 22 ctstate NEW within W`, and every trace
+    /// of up to 4 SYNs to ports 22 and 80 with gaps from a small set. No PROVED answer
+    /// may have a counterexample among them; a witness has been replayed by `prove`.
+    #[test]
+    fn hashlimit_answers_agree_with_the_simulator() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let gaps_ms = [0u64, 100, 300, 1000, 2500];
+        let (mut proved, mut falsified) = (0, 0);
+        for case in 0..80 {
+            let rate = ["1/sec", "2/sec", "1/min", "3/sec"][next(4) as usize];
+            let burst = 1 + next(3);
+            let mode = ["srcip", "srcip,dstport"][next(2) as usize];
+            let (verb, target) = if next(2) == 0 { ("upto", "ACCEPT") } else { ("above", "DROP") };
+            let expire = if next(2) == 0 {
+                String::new()
+            } else {
+                format!(" --hashlimit-htable-expire {}", 200 * (1 + next(10)))
+            };
+            let rules = format!(
+                "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                 -A INPUT -p tcp -m tcp --syn -m hashlimit --hashlimit-{verb} {rate} --hashlimit-burst {burst} \
+                 --hashlimit-mode {mode}{expire} --hashlimit-name h -j {target}\n\
+                 -A INPUT -p tcp -m tcp --dport 22 -j {}\n-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n",
+                if target == "ACCEPT" { "DROP" } else { "ACCEPT" }
+            );
+            let parsed = crate::load(&rules);
+            assert!(!parsed.has_errors(), "{rules}: {:?}", parsed.diagnostics);
+            let rs = &parsed.ruleset;
+            let n = 1 + next(3) as usize;
+            let window_ms = 1000 * (1 + next(3));
+            // The shortest simulator trace with n+1 accepted SSH SYNs within the window.
+            let mut found: Option<(usize, String)> = None;
+            'search: for len in n + 1..=4 {
+                for code in 0..(2 * gaps_ms.len()).pow(len as u32) {
+                    let mut c = code;
+                    let mut csv = String::from("time,src,dst,proto,sport,dport,flags\n");
+                    let (mut t, mut times) = (0u64, Vec::new());
+                    for i in 0..len {
+                        let (port, gap) = ([22, 80][c % 2], gaps_ms[(c / 2) % gaps_ms.len()]);
+                        c /= 2 * gaps_ms.len();
+                        if i > 0 {
+                            t += gap;
+                        }
+                        times.push((t, port));
+                        csv.push_str(&format!(
+                            "{}.{:03},203.0.113.7,192.0.2.1,tcp,{},{port},S\n",
+                            t / 1000,
+                            t % 1000,
+                            50000 + i
+                        ));
+                    }
+                    let v = verdicts(rs, &csv);
+                    let hits: Vec<u64> = times
+                        .iter()
+                        .zip(&v)
+                        .filter(|((_, p), v)| *p == 22 && **v == Verdict::Accept)
+                        .map(|((t, _), _)| *t)
+                        .collect();
+                    // Whole jiffies: the window compares ticks at HZ 250.
+                    let tick = |ms: u64| ms * HZ as u64 / 1000;
+                    if hits.windows(n + 1).any(|w| tick(w[n]) - tick(w[0]) <= tick(window_ms)) {
+                        found = Some((len, csv));
+                        break 'search;
+                    }
+                }
+            }
+            let prop = format!("at most {n} ACCEPT tcp dport 22 ctstate NEW within {}s", window_ms / 1000);
+            let r = run(&rules, &prop, 4);
+            match (&r.answer, &found) {
+                (Answer::NoneAtAll(_) | Answer::NoneUpTo(_), Some((len, csv))) => {
+                    panic!(
+                        "case {case}: {prop}: PROVED ({:?}), but the simulator has {len} packets:\n{rules}\n{csv}",
+                        r.answer
+                    )
+                }
+                (Answer::NoneAtAll(_) | Answer::NoneUpTo(_), None) => proved += 1,
+                (Answer::Witness(_), _) => falsified += 1,
+                (Answer::Unknown(_), _) => {}
+            }
+        }
+        eprintln!("random hashlimit properties: {proved} proved, {falsified} falsified");
+        assert!(proved > 0 && falsified > 0, "{proved} proved, {falsified} falsified");
     }
 }

@@ -143,12 +143,13 @@ pub struct Traversal {
     /// Constraints on the packet entering the table (conntrack state the table can
     /// see, entry mark under [`StateModel::Empty`]); assert them with the definitions.
     pub entry: Bool,
-    /// Every evaluation of a `-m recent` or `-m limit` match, in traversal order (what a
-    /// bounded model checker threads kernel state through).
+    /// Every evaluation of a `-m recent`, `-m limit` or `-m hashlimit` match, in traversal
+    /// order (what a bounded model checker threads kernel state through).
     pub stateful: Vec<StatefulUse>,
 }
 
-/// One evaluation of a stateful match (`-m recent`, `-m limit`) at one occurrence.
+/// One evaluation of a stateful match (`-m recent`, `-m limit`, `-m hashlimit`) at one
+/// occurrence.
 #[derive(Clone, Debug)]
 pub struct StatefulUse {
     /// The rule.
@@ -487,7 +488,11 @@ impl<'a> Enc<'a> {
                     *k = k.saturating_add(1);
                 }
             }
-            let before = if matches!(m.m, Match::Recent(_) | Match::Limit(_)) { Some(Bool::and(&c)) } else { None };
+            let before = if matches!(m.m, Match::Recent(_) | Match::Limit(_) | Match::Hashlimit(_)) {
+                Some(Bool::and(&c))
+            } else {
+                None
+            };
             let mut var = None;
             match &enc {
                 MatchEnc::Exact(b) => c.push(b.clone()),
