@@ -116,7 +116,9 @@ impl Table {
                 e
             }
             _ => {
-                // Expired entries are collected by the table's garbage collector.
+                // Expired entries are collected by the table's garbage collector, here at
+                // once; the kernel's runs every `gc_interval` ms, so until then it may
+                // still find the old entry (nondeterministic; see README).
                 self.entries.retain(|_, e| e.expires >= now);
                 if self.entries.len() >= self.max {
                     return None;

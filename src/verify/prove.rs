@@ -41,7 +41,9 @@
 //! - `-m hashlimit` (packet mode): per table, every evaluation leaves an entry keyed by the
 //!   packet's masked addresses and ports (as `--hashlimit-mode` selects); an evaluation
 //!   reads the entry of the latest one with its key, unless that entry has expired
-//!   (`--hashlimit-htable-expire`), and refills and takes as `sim::hashlimit::Table::eval`
+//!   (`--hashlimit-htable-expire`; until twice the garbage collector's interval later
+//!   the kernel may still find it: either, in proofs; witnesses keep out of that
+//!   window), and refills and takes as `sim::hashlimit::Table::eval`
 //!   in the kernel's 64-bit arithmetic (wraparound included). The table's configuration
 //!   is its creating rule's, as in the simulator. In the "no trace" search a table is
 //!   encoded only when it is keyed by the whole source address (the attacker's own
@@ -395,6 +397,17 @@ fn prove_here(rs: &Ruleset, prop: &Property, opts: &ProveOptions) -> Result<Prov
         },
         _ => Vec::new(),
     };
+    let mut info = info;
+    for h in &s.hashlimits {
+        if s.hashlimit_exact(h, Mode::Over) {
+            info.push(format!(
+                "hashlimit `{}`: the attacker's own buckets, keyed by its address (assumption: no other sender uses \
+                 it); an expired entry may still be found until the kernel's garbage collector runs (both allowed; \
+                 witnesses keep clear of that time)",
+                h.name
+            ));
+        }
+    }
     let mut notes = Vec::new();
     let mut no_prefix = false;
     // Phase 1: witnesses, shortest first; with `from …`, after the shortest prefix
@@ -616,7 +629,7 @@ impl Setup<'_> {
                     Match::Hashlimit(h) if self.hashlimit_exact(h, mode) => {
                         let cfg = self.hashlimit_cfg(&h.name).expect("exact only for a compiled table");
                         let evals = hl.entry(h.name.clone()).or_default();
-                        let (value, eval) = hashlimit_eval(cfg, h.above, &p, &t, &guard, evals);
+                        let (value, eval) = hashlimit_eval(cfg, h.above, &p, (&t, mode), &guard, evals, &solver);
                         if let Some(v) = &su.var {
                             solver.assert(v.eq(&value));
                             covered.push(v.clone());
@@ -1248,13 +1261,21 @@ fn hashlimit_key(cfg: &Hashlimit, p: &SymPacket) -> [BV; 4] {
 /// (then, as when there is none, a full bucket is created). The refill is the kernel's
 /// `u64` arithmetic, wraparound included: `credit + (delta × CPJ mod 2^64)`, mod 2^64,
 /// capped.
+///
+/// The kernel collects expired entries only every `--hashlimit-htable-gcinterval` (the
+/// simulator at once): for up to that long after expiry (taken twice, for the garbage
+/// collector's phase and delays) a packet may still find the old entry. `Mode::Over`
+/// allows either there; witnesses (`Mode::Witness`) keep their packets out of that window
+/// so that the kernel and the simulator agree on them (found by `fwverify conform`: the
+/// same trace gave a fresh bucket in one run and the old one in the next).
 fn hashlimit_eval(
     cfg: &Hashlimit,
     above: bool,
     p: &SymPacket,
-    now: &Int,
+    (now, mode): (&Int, Mode),
     live: &Bool,
     evals: &[HlEval],
+    solver: &Solver,
 ) -> (Bool, HlEval) {
     use crate::sim::hashlimit::{credits_per_jiffy, user2credits};
     let cap = user2credits(cfg.avg.wrapping_mul(cfg.burst), HZ);
@@ -1277,7 +1298,18 @@ fn hashlimit_eval(
         prev = same.ite(&e.prev, &prev);
         expires = same.ite(&e.expires, &expires);
     }
-    let kept = Bool::and(&[found, expires.ge(now)]);
+    let gc = Int::add(&[&expires, &Int::from_u64(2 * (cfg.gc_interval as u64 * HZ as u64).div_ceil(1000))]);
+    let late = Bool::and(&[found.clone(), expires.lt(now), gc.ge(now)]);
+    let kept = match mode {
+        Mode::Witness => {
+            solver.assert(Bool::and(&[live.clone(), late]).not());
+            Bool::and(&[found, expires.ge(now)])
+        }
+        Mode::Over => Bool::or(&[
+            Bool::and(&[found, expires.ge(now)]),
+            Bool::and(&[late, Bool::fresh_const("hashlimit.not_yet_collected")]),
+        ]),
+    };
     let delta = Int::sub(&[now, &prev]);
     let sum = if (expire as u128) * (cpj as u128) + (cap as u128) < 1 << 64 {
         // A kept entry was touched at most `expire` ago: no wraparound is possible.
