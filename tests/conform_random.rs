@@ -4,7 +4,7 @@
 //! A seeded proptest runner generates [`CASES`] small `filter` rulesets (INPUT and three
 //! user chains with jumps, gotos and RETURN; tcp/udp/icmp port and flag matches, `state`,
 //! `recent` in every mode with `--seconds`/`--hitcount`/`--reap`/`--rttl`/`--rdest`/
-//! `--mask` and `!`, `limit`, ACCEPT/DROP/REJECT, a random INPUT policy; OUTPUT with state
+//! `--mask` and `!`, `limit`, `hashlimit`, ACCEPT/DROP/REJECT, a random INPUT policy; OUTPUT with state
 //! and flag matches) and short traces (three sources, a few flows, gaps of 108 or 216 ms), and
 //! replays each through the simulator and the kernel. The cases run in parallel (one
 //! process and one namespace each), so the whole test takes a few seconds.
@@ -179,6 +179,31 @@ fn limit_part() -> impl Strategy<Value = String> {
     })
 }
 
+/// `-m hashlimit …` at 1/sec (a token back on a whole second after the bucket's last
+/// fill, like `limit`), per source, per source and port, per port or for everything, with
+/// entries that outlive the trace (`--hashlimit-htable-expire 10000`: the kernel removes
+/// expired entries only when its garbage collector runs, at a phase set when the rule was
+/// loaded), or nothing. Two table names, so rules share tables whose configuration comes
+/// from the rule that created them.
+fn hashlimit_part() -> impl Strategy<Value = String> {
+    let mode = prop_oneof![
+        Just(" --hashlimit-mode srcip"),
+        Just(" --hashlimit-mode srcip,dstport"),
+        Just(" --hashlimit-mode dstport"),
+        Just("")
+    ];
+    prop::option::weighted(0.15, (prop::bool::ANY, 1u32..=3, mode, prop_oneof![Just("h1"), Just("h2")])).prop_map(|o| {
+        o.map(|(above, burst, mode, name)| {
+            let verb = if above { "above" } else { "upto" };
+            format!(
+                " -m hashlimit --hashlimit-{verb} 1/sec --hashlimit-burst {burst}{mode} --hashlimit-name {name} \
+                     --hashlimit-htable-expire 10000"
+            )
+        })
+        .unwrap_or_default()
+    })
+}
+
 /// The target of a rule in chain `chain` (0 = INPUT, 1.. = user chains).
 fn target_part(chain: usize, tcp: bool) -> impl Strategy<Value = String> {
     let later: Vec<&'static str> = USER.iter().skip(chain).copied().collect();
@@ -207,14 +232,13 @@ fn target_part(chain: usize, tcp: bool) -> impl Strategy<Value = String> {
 
 /// One rule of `chain` (0 = INPUT, 1.. = user chains), without the `-A NAME`.
 fn rule(chain: usize) -> impl Strategy<Value = String> {
-    (src_part(), proto_part(), state_part(), recent_part(), prop::bool::weighted(0.5), limit_part()).prop_flat_map(
-        move |(src, (proto, p), state, recent, with_recent, limit)| {
+    (src_part(), proto_part(), state_part(), recent_part(), prop::bool::weighted(0.5), limit_part(), hashlimit_part())
+        .prop_flat_map(move |(src, (proto, p), state, recent, with_recent, limit, hashlimit)| {
             let recent = if with_recent { recent } else { String::new() };
             // `tcp-reset` needs `-p tcp` (not inverted).
             let tcp = p == Some("tcp") && proto.starts_with(" -p tcp");
-            target_part(chain, tcp).prop_map(move |t| format!("{src}{proto}{state}{recent}{limit}{t}"))
-        },
-    )
+            target_part(chain, tcp).prop_map(move |t| format!("{src}{proto}{state}{recent}{limit}{hashlimit}{t}"))
+        })
 }
 
 /// An OUTPUT rule: state and tcp flag matches, ACCEPT/DROP or counting only. Only rules
