@@ -261,22 +261,23 @@ fn scale(h: u32, n: u64) -> u64 {
 }
 
 /// Both tuples of every connection in the table: open addressing with linear probing, at
-/// most three quarters full; per slot a 16-bit tag (0: empty), the connection id × 2 +
-/// direction and the placing half of the tuple's hash, in separate arrays so that a
-/// lookup that misses (every new connection) reads only the small tag array. Keys are
+/// most three quarters full; per slot a 16-bit tag (0: empty), in an array of its own so
+/// that a lookup that misses (every new connection) reads only the small tag array, and
+/// the connection id × 2 + direction with the placing half of the tuple's hash. Keys are
 /// compared with the connection's own copy, so the index holds no key: 10 bytes per slot
 /// instead of the 49 of a map from `Key`.
 #[derive(Debug)]
 struct Index {
     tags: Vec<u16>,
-    ids: Vec<u32>,
-    his: Vec<u32>,
+    /// Per slot: the connection id × 2 + direction, and the placing half of the hash
+    /// (one array: insertion and deletion write both).
+    vals: Vec<(u32, u32)>,
     len: usize,
 }
 
 impl Index {
     fn new(bits: u32) -> Index {
-        Index { tags: vec![0; 1 << bits], ids: vec![0; 1 << bits], his: vec![0; 1 << bits], len: 0 }
+        Index { tags: vec![0; 1 << bits], vals: vec![(0, 0); 1 << bits], len: 0 }
     }
 
     fn mask(&self) -> usize {
@@ -297,7 +298,7 @@ impl Index {
                 return None;
             }
             if s == t {
-                let v = self.ids[i];
+                let v = self.vals[i].0;
                 let (id, reply) = (v >> 1, v & 1 != 0);
                 let c = &conns[id as usize];
                 if *key == if reply { c.reply() } else { c.orig } {
@@ -314,7 +315,7 @@ impl Index {
             let old = std::mem::replace(self, Index::new(bits));
             for (i, &t) in old.tags.iter().enumerate() {
                 if t != 0 {
-                    self.put(t, old.his[i], old.ids[i]);
+                    self.put(t, old.vals[i].1, old.vals[i].0);
                 }
             }
             self.len = old.len;
@@ -330,8 +331,7 @@ impl Index {
             i = (i + 1) & mask;
         }
         self.tags[i] = t;
-        self.ids[i] = v;
-        self.his[i] = hi;
+        self.vals[i] = (v, hi);
     }
 
     /// Removes the entry of connection `id` in direction `reply` with hash `h`
@@ -340,7 +340,7 @@ impl Index {
         let (t, v) = (tag(h), id << 1 | reply as u32);
         let mask = self.mask();
         let mut i = self.home(hi(h));
-        while self.tags[i] != t || self.ids[i] != v {
+        while self.tags[i] != t || self.vals[i].0 != v {
             debug_assert!(self.tags[i] != 0, "connection {id} not indexed");
             i = (i + 1) & mask;
         }
@@ -350,14 +350,13 @@ impl Index {
             if self.tags[j] == 0 {
                 break;
             }
-            let k = self.home(self.his[j]);
+            let k = self.home(self.vals[j].1);
             // The entry at j may move into the hole at i unless its home lies cyclically
             // in (i, j].
             let stays = if i <= j { i < k && k <= j } else { i < k || k <= j };
             if !stays {
                 self.tags[i] = self.tags[j];
-                self.ids[i] = self.ids[j];
-                self.his[i] = self.his[j];
+                self.vals[i] = self.vals[j];
                 i = j;
             }
         }
@@ -382,8 +381,8 @@ impl Index {
                 if off > span {
                     break;
                 }
-            } else if scale(self.his[i], buckets) == b {
-                out.push(self.ids[i] >> 1);
+            } else if scale(self.vals[i].1, buckets) == b {
+                out.push(self.vals[i].0 >> 1);
             }
             i = (i + 1) & mask;
         }
