@@ -1134,8 +1134,18 @@ impl Setup<'_> {
                 ));
             }
         }
+        if self.depth.is_empty() && self.hashlimits.is_empty() {
+            return Ok(vec![format!(
+                "sources {n}: the ruleset keeps no per-address state (no recent or hashlimit tables)"
+            )]);
+        }
         if self.depth.is_empty() {
-            return Ok(vec![format!("sources {n}: the ruleset keeps no per-address state (no recent tables)")]);
+            // Hashlimit buckets are per key, and a table is encoded only while the trace
+            // cannot fill it (`hashlimit_exact`).
+            return Ok(vec![format!(
+                "sources {n}: no recent tables; hashlimit buckets are kept per key, and no hashlimit table can \
+                 fill up within the bound"
+            )]);
         }
         if slots > cap {
             return Err(format!(
