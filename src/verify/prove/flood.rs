@@ -18,7 +18,7 @@
 //! answer is `PROVED (unbounded)`. The goal packet may belong to a connection an earlier
 //! SYN opened when that SYN (exact, or summarised and possibly accepted) has its ports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use z3::ast::{Bool, Int};
 use z3::Solver;
@@ -100,7 +100,7 @@ impl Setup<'_> {
                 solver.assert(d);
             }
             solver.assert(&trav.entry);
-            self.thread_state(&solver, &trav, &live, &t, &mut state, free);
+            self.thread_state(&solver, &trav, &live, &t, &mut state, free, &BTreeSet::new());
             solver.assert(goal_t.ge(&t));
             accepted.push(trav.verdict(Final::Accept));
             earlier.push(p.clone());
@@ -120,7 +120,7 @@ impl Setup<'_> {
         solver.assert(&goal_trav.entry);
         let before = Trace { pkts: earlier, times: Vec::new(), travs: Vec::new() };
         solver.assert(self.packet_constraints(&goal, &before, mode, &accepted));
-        self.thread_state(&solver, &goal_trav, &live, &goal_t, &mut state, free);
+        self.thread_state(&solver, &goal_trav, &live, &goal_t, &mut state, free, &BTreeSet::new());
         let goal_cond = Bool::and(&[
             goal_condition(&self.prop.goal, &goal, u, Hook::Input),
             goal_trav.verdict(final_of(self.prop.verdict)),

@@ -119,7 +119,7 @@ impl Setup<'_> {
             solver.assert(&trav.entry);
             let before = Trace { pkts: earlier.clone(), times: Vec::new(), travs: Vec::new() };
             solver.assert(self.packet_constraints(&p, &before, Mode::Over, &accepted));
-            self.thread_state(&solver, &trav, &live, &t, &mut state, &mut free);
+            self.thread_state(&solver, &trav, &live, &t, &mut state, &mut free, &BTreeSet::new());
             if counted(i) {
                 goals.push(Bool::and(&[
                     goal_condition(&self.prop.goal, &p, u, Hook::Input),
