@@ -310,7 +310,7 @@ fn check_scenarios(
     format: Format,
     stdout: &mut impl Write,
 ) -> anyhow::Result<u8> {
-    use crate::check::replay;
+    use crate::check::replay_prefetched;
     use crate::report::{JsonReport, TextReport};
     let mut failed = false;
     let mut json = (format == Format::Json).then(|| JsonReport::new(io::BufWriter::new(&mut *stdout)));
@@ -339,11 +339,11 @@ fn check_scenarios(
         let summary = match json.as_mut() {
             Some(j) => {
                 j.scenario(&name)?;
-                replay(&mut engine, &mut opened.trace, j)
+                replay_prefetched(&mut engine, &mut opened.trace, j)
             }
             None => {
                 let mut t = TextReport::new(&mut text_out, file, &name, format == Format::Text);
-                replay(&mut engine, &mut opened.trace, &mut t)
+                replay_prefetched(&mut engine, &mut opened.trace, &mut t)
             }
         };
         opened.finish(&name);

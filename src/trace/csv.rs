@@ -101,17 +101,20 @@ impl<R: Read> Records<R> {
         self.fields.clear();
         self.cols.clear();
         let mut at = 0;
+        let mut end = self.end();
         loop {
             // Bytes, not `str::find`: fields are short, and a plain loop beats the
             // general pattern search.
-            let end = self.end();
             let b = self.text.as_bytes();
             let mut v = at;
             while v < end && b[v].is_ascii_whitespace() {
                 v += 1;
             }
             let (value, next) = if v < end && b[v] == b'"' {
-                self.quoted(v + 1)?
+                let q = self.quoted(v + 1)?;
+                // Undoubling quotes shortened the text.
+                end = self.end();
+                q
             } else {
                 let stop = b[v..end].iter().position(|&c| c == b',').map_or(end, |i| v + i);
                 let mut e = stop;
@@ -122,7 +125,7 @@ impl<R: Read> Records<R> {
             };
             self.fields.push(value);
             self.cols.push(at as u64 + 1);
-            if next >= self.end() {
+            if next >= end {
                 return Ok(());
             }
             at = next + 1;
@@ -251,7 +254,10 @@ impl<R: Read> CsvTrace<R> {
         self.last_ns = time_ns;
         let addr = |k: usize| -> Result<IpAddr, TraceError> {
             let s = self.field(k).ok_or_else(|| self.err(k, format!("empty {}", COLUMNS[k])))?;
-            s.parse().map_err(|_| self.err(k, format!("bad {} address `{s}`", COLUMNS[k])))
+            match dotted_quad(s) {
+                Some(a) => Ok(IpAddr::V4(a)),
+                None => s.parse().map_err(|_| self.err(k, format!("bad {} address `{s}`", COLUMNS[k]))),
+            }
         };
         let src = addr(1)?;
         let dst = addr(2)?;
@@ -344,22 +350,66 @@ fn record_error(file: &str, line: u64, e: RecordError) -> TraceError {
 
 /// Parses non-negative decimal seconds (`12`, `0.5`, `3.000001`) to nanoseconds, exactly.
 pub fn parse_seconds(s: &str) -> Option<u64> {
-    let (int, frac) = match s.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (s, ""),
+    let b = s.as_bytes();
+    let (int, frac) = match b.iter().position(|&c| c == b'.') {
+        Some(d) => (&b[..d], &b[d + 1..]),
+        None => (b, &b[..0]),
     };
-    if (int.is_empty() && frac.is_empty()) || !int.bytes().all(|b| b.is_ascii_digit()) {
+    if (int.is_empty() && frac.is_empty()) || frac.len() > 9 {
         return None;
     }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
-        return None;
+    let mut i: u64 = 0;
+    for &c in int {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        i = i.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
     }
-    let i: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut f: u64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let mut f: u64 = 0;
+    for &c in frac {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        f = f * 10 + u64::from(c - b'0');
+    }
     for _ in frac.len()..9 {
         f *= 10;
     }
     i.checked_mul(1_000_000_000)?.checked_add(f)
+}
+
+/// An IPv4 address in canonical dotted-quad form (four parts of 1–3 digits, no leading
+/// zeros, each at most 255), without the general parser; `None` for anything else, which
+/// `IpAddr::from_str` then decides. Addresses are most of a scenario row.
+fn dotted_quad(s: &str) -> Option<std::net::Ipv4Addr> {
+    let b = s.as_bytes();
+    if b.len() < 7 || b.len() > 15 {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut k = 0;
+    let mut i = 0;
+    for o in &mut octets {
+        let start = i;
+        let mut v: u32 = 0;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 || v > 255 || (n > 1 && b[start] == b'0') {
+            return None;
+        }
+        *o = v as u8;
+        k += 1;
+        if k < 4 {
+            if i >= b.len() || b[i] != b'.' {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    (i == b.len()).then(|| std::net::Ipv4Addr::from(octets))
 }
 
 #[cfg(test)]
@@ -373,6 +423,45 @@ mod tests {
             v.push(r);
         }
         Ok(v)
+    }
+
+    proptest::proptest! {
+        /// The dotted-quad fast path accepts only what `IpAddr::from_str` accepts, with
+        /// the same value.
+        #[test]
+        fn dotted_quad_agrees_with_std(s in "[0-9.]{0,17}|(25[0-9]|2[0-4][0-9]|1?[0-9]{1,2}|0[0-9]+)(\\.[0-9]{1,4}){3}") {
+            if let Some(a) = dotted_quad(&s) {
+                proptest::prop_assert_eq!(Ok(IpAddr::V4(a)), s.parse::<IpAddr>());
+            }
+        }
+
+        /// `parse_seconds` as the definition: integer part, optional `.` and up to nine
+        /// fraction digits.
+        #[test]
+        fn seconds_parse_as_defined(s in "[0-9]{0,21}(\\.[0-9]{0,11})?|[0-9.x]{0,8}") {
+            let want = (|| {
+                let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+                if (int.is_empty() && frac.is_empty()) || !int.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+                    return None;
+                }
+                let i: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+                let f: u64 = if frac.is_empty() { 0 } else { frac.parse::<u64>().ok()? * 10u64.pow(9 - frac.len() as u32) };
+                i.checked_mul(1_000_000_000)?.checked_add(f)
+            })();
+            proptest::prop_assert_eq!(parse_seconds(&s), want);
+        }
+    }
+
+    #[test]
+    fn canonical_quads_take_the_fast_path() {
+        assert_eq!(dotted_quad("100.1.2.3"), Some([100, 1, 2, 3].into()));
+        assert_eq!(dotted_quad("255.255.255.255"), Some([255; 4].into()));
+        for s in ["256.1.2.3", "01.2.3.4", "1.2.3", "1.2.3.4.", "1.2.3.4 ", "1..2.3", "1234.1.2.3", "::1"] {
+            assert_eq!(dotted_quad(s), None, "{s}");
+        }
     }
 
     #[test]
