@@ -95,7 +95,7 @@ pub fn replay(engine: &mut Engine, src: &mut dyn RowSource, obs: &mut dyn Observ
 /// Rows read ahead per batch by [`replay_prefetched`].
 const BATCH: usize = 1024;
 
-/// [`replay`] with `src` read on a second thread: batches of [`BATCH`] rows are parsed
+/// [`replay`] with `src` read on a second thread: batches of 1,024 rows are parsed
 /// while the engine steps through the previous ones, so on two cores reading and
 /// simulating overlap. The same rows reach the engine in the same order, and the result
 /// is [`replay`]'s; at most three batches are in flight (memory stays bounded), and their
