@@ -100,7 +100,7 @@ impl Setup<'_> {
                 solver.assert(d);
             }
             solver.assert(&trav.entry);
-            self.thread_state(&solver, &trav, &live, &t, &mut state, free, &BTreeSet::new());
+            self.thread_state(&solver, &trav, &live, &t, &mut state, free, &BTreeSet::new(), None);
             solver.assert(goal_t.ge(&t));
             accepted.push(trav.verdict(Final::Accept));
             earlier.push(p.clone());
@@ -120,7 +120,7 @@ impl Setup<'_> {
         solver.assert(&goal_trav.entry);
         let before = Trace { pkts: earlier, times: Vec::new(), travs: Vec::new() };
         solver.assert(self.packet_constraints(&goal, &before, mode, &accepted));
-        self.thread_state(&solver, &goal_trav, &live, &goal_t, &mut state, free, &BTreeSet::new());
+        self.thread_state(&solver, &goal_trav, &live, &goal_t, &mut state, free, &BTreeSet::new(), None);
         let goal_cond = Bool::and(&[
             goal_condition(&self.prop.goal, &goal, u, Hook::Input),
             goal_trav.verdict(final_of(self.prop.verdict)),

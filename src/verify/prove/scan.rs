@@ -68,7 +68,7 @@ use std::fmt::Write as _;
 use z3::ast::{Bool, Int, Real};
 use z3::{Params, Solver};
 
-use super::{final_of, recent_eval, Answer, Mode, Proved, RState, Setup, Trace, Witness, HZ};
+use super::{final_of, hashlimit_eval, recent_eval, Answer, HlRec, Mode, Proved, RState, Setup, Trace, Witness, HZ};
 use crate::model::matches::RecentMode;
 use crate::model::net::PortRange;
 use crate::model::{Hook, Match};
@@ -389,6 +389,9 @@ impl Setup<'_> {
 
     /// Threads the recent tables through one traversal at `now`, when `live`; the recent
     /// matches of the `skip` tables are left free (and not noted: the caller knows).
+    /// With `hashlimit` (the traversal's packet and the tables' records, in a "no trace"
+    /// search whose summaries are recorded there too), the hashlimit matches the
+    /// over-approximation can encode are exact; otherwise every hashlimit match is free.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn thread_state(
         &self,
@@ -399,11 +402,25 @@ impl Setup<'_> {
         state: &mut BTreeMap<String, RState>,
         free: &mut Vec<String>,
         skip: &BTreeSet<String>,
+        mut hashlimit: Option<(&SymPacket, &mut BTreeMap<String, Vec<HlRec>>)>,
     ) {
         let mut covered: Vec<Bool> = Vec::new();
         for su in &trav.stateful {
             let rule = su.rule.get(self.rs);
             let guard = Bool::and(&[live.clone(), trav.occurrences[su.occ].reach.clone(), su.before.clone()]);
+            if let (Match::Hashlimit(h), Some((p, hl))) = (&rule.matches[su.index].m, hashlimit.as_mut()) {
+                if self.hashlimit_exact(h, Mode::Over) {
+                    let cfg = self.hashlimit_cfg(&h.name).expect("exact only for a compiled table");
+                    let recs = hl.entry(h.name.clone()).or_default();
+                    let (value, eval) = hashlimit_eval(cfg, h.above, p, (now, Mode::Over), &guard, recs, solver);
+                    if let Some(v) = &su.var {
+                        solver.assert(v.eq(&value));
+                        covered.push(v.clone());
+                    }
+                    recs.push(HlRec::Eval(eval));
+                    continue;
+                }
+            }
             if let Match::Recent(rc) = &rule.matches[su.index].m {
                 if skip.contains(&rc.name) {
                     if let Some(v) = &su.var {
@@ -587,7 +604,7 @@ impl Setup<'_> {
                     solver.assert(live.implies(&trav.entry));
                     let now = at(q);
                     solver.assert(live.implies(goal_t.ge(&now)));
-                    self.thread_state(&solver, &trav, &live, &now, &mut state, free, skip);
+                    self.thread_state(&solver, &trav, &live, &now, &mut state, free, skip, None);
                     accepted.push(Bool::and(&[live.clone(), trav.verdict(Final::Accept)]));
                     earlier.push(pkt);
                     ports.push((q, live, trav));
@@ -626,7 +643,7 @@ impl Setup<'_> {
             }
         };
         solver.assert(self.packet_constraints(&goal, &before, mode, &accepted));
-        self.thread_state(&solver, &goal_trav, &Bool::from_bool(true), &goal_t, &mut state, free, skip);
+        self.thread_state(&solver, &goal_trav, &Bool::from_bool(true), &goal_t, &mut state, free, skip, None);
         let goal_cond = Bool::and(&[
             goal_condition(&self.prop.goal, &goal, u, Hook::Input),
             goal_trav.verdict(final_of(self.prop.verdict)),

@@ -12,16 +12,21 @@
 //! accepted. Every trace is one of these with all but K of its packets summarised: when
 //! none reaches the goal the answer holds for traces of any length.
 //!
+//! Hashlimit tables that the over-approximation encodes (keyed by the attacker's whole
+//! address) get a summary record before each exact packet: any entry may have been
+//! touched last during the summary, with any credit from 0 up to what it could hold then
+//! (`prove.rs`, `hashlimit_eval`).
+//!
 //! Only for `never`/`possible` from the empty state (`within` is dropped, which only
 //! adds traces); `at most N`, `from …` and `sources N` stay bounded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use z3::ast::{Bool, Int};
 use z3::Solver;
 
 use super::scan::RunEffects;
-use super::{final_of, Mode, Setup, Trace, HZ};
+use super::{final_of, HlRec, Mode, Setup, Trace, HZ};
 use crate::model::Hook;
 use crate::verify::encode::SymPacket;
 use crate::verify::query::goal_condition;
@@ -84,6 +89,8 @@ impl Setup<'_> {
         let mut first_counted: Option<Int> = None;
         let live = Bool::from_bool(true);
         let mut free = Vec::new();
+        // Hashlimit tables: exact evaluations and the summaries between them.
+        let mut hl: BTreeMap<String, Vec<HlRec>> = BTreeMap::new();
         for i in 0..steps {
             let t = if i + 1 == steps { last_t.clone() } else { Int::new_const(format!("ub.t{i}")) };
             solver.assert(match times.last() {
@@ -93,6 +100,10 @@ impl Setup<'_> {
             // Any number of packets before this one.
             let start = times.last().cloned().unwrap_or_else(|| Int::from_u64(0));
             self.summarise(&solver, &format!("ub.h{i}"), &eff, &live, (&start, &t), &last_t, &mut state);
+            for h in &self.hashlimits {
+                let summary = HlRec::Summary { live: live.clone(), start: start.clone(), end: t.clone() };
+                hl.entry(h.name.clone()).or_default().push(summary);
+            }
             if eff.accept {
                 // A summarised first packet that may have opened a connection: its own
                 // traversal, state free (but for tables never filled).
@@ -119,7 +130,7 @@ impl Setup<'_> {
             solver.assert(&trav.entry);
             let before = Trace { pkts: earlier.clone(), times: Vec::new(), travs: Vec::new() };
             solver.assert(self.packet_constraints(&p, &before, Mode::Over, &accepted));
-            self.thread_state(&solver, &trav, &live, &t, &mut state, &mut free, &BTreeSet::new());
+            self.thread_state(&solver, &trav, &live, &t, &mut state, &mut free, &BTreeSet::new(), Some((&p, &mut hl)));
             if counted(i) {
                 goals.push(Bool::and(&[
                     goal_condition(&self.prop.goal, &p, u, Hook::Input),
