@@ -1248,6 +1248,10 @@ enum HlRec {
     Summary { live: Bool, start: Int, end: Int },
 }
 
+/// Hashlimit state to thread exactly through a traversal: its packet, the tables'
+/// records, and the search's mode ([`Setup::thread_state`]).
+type HlThread<'a> = (&'a SymPacket, &'a mut BTreeMap<String, Vec<HlRec>>, Mode);
+
 /// One evaluation of a hashlimit table: when it happened (`live`), the packet's key
 /// (its masked addresses and ports, as the table's `--hashlimit-mode` selects; zeros
 /// for the parts not selected) and the entry it left.

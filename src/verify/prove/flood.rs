@@ -8,7 +8,8 @@
 //! Witnesses: the shortest flood prefix, searched as in the `any` attacker with `n = 1..=K`
 //! symbolic SYNs (every field but the destination port shared, distinct ports, the first
 //! packet of their connections, a constant whole-jiffy gap), then the goal packet; written
-//! as CSV and replayed in the simulator.
+//! as CSV and replayed in the simulator. Hashlimit buckets are exact there, as in the
+//! `any` attacker's witnesses; in "no trace" answers they are free.
 //!
 //! "No trace" answers cover every flood of any length: `K` exact SYNs with any ports and
 //! any gaps, and before each of them and before the goal packet a summary of any number of
@@ -24,7 +25,7 @@ use z3::ast::{Bool, Int};
 use z3::Solver;
 
 use super::scan::same_but_dport;
-use super::{final_of, Answer, Mode, Proved, RState, Setup, Trace, Witness};
+use super::{final_of, Answer, HlRec, Mode, Proved, RState, Setup, Trace, Witness};
 use crate::model::Hook;
 use crate::verify::encode::SymPacket;
 use crate::verify::query::goal_condition;
@@ -61,6 +62,7 @@ impl Setup<'_> {
         let mut accepted: Vec<Bool> = vec![Bool::from_bool(false)];
         let live = Bool::from_bool(true);
         let zero = Int::from_u64(0);
+        let mut hl: BTreeMap<String, Vec<HlRec>> = BTreeMap::new();
         let summary = |key: String,
                        start: &Int,
                        end: &Int,
@@ -100,7 +102,10 @@ impl Setup<'_> {
                 solver.assert(d);
             }
             solver.assert(&trav.entry);
-            self.thread_state(&solver, &trav, &live, &t, &mut state, free, &BTreeSet::new(), None);
+            // Hashlimit exact in witnesses (no summaries; the replay checks them), free in
+            // the "no trace" search.
+            let exact = (mode == Mode::Witness).then_some((&p, &mut hl, Mode::Witness));
+            self.thread_state(&solver, &trav, &live, &t, &mut state, free, &BTreeSet::new(), exact);
             solver.assert(goal_t.ge(&t));
             accepted.push(trav.verdict(Final::Accept));
             earlier.push(p.clone());
@@ -120,7 +125,8 @@ impl Setup<'_> {
         solver.assert(&goal_trav.entry);
         let before = Trace { pkts: earlier, times: Vec::new(), travs: Vec::new() };
         solver.assert(self.packet_constraints(&goal, &before, mode, &accepted));
-        self.thread_state(&solver, &goal_trav, &live, &goal_t, &mut state, free, &BTreeSet::new(), None);
+        let exact = (mode == Mode::Witness).then_some((&goal, &mut hl, Mode::Witness));
+        self.thread_state(&solver, &goal_trav, &live, &goal_t, &mut state, free, &BTreeSet::new(), exact);
         let goal_cond = Bool::and(&[
             goal_condition(&self.prop.goal, &goal, u, Hook::Input),
             goal_trav.verdict(final_of(self.prop.verdict)),

@@ -68,7 +68,9 @@ use std::fmt::Write as _;
 use z3::ast::{Bool, Int, Real};
 use z3::{Params, Solver};
 
-use super::{final_of, hashlimit_eval, recent_eval, Answer, HlRec, Mode, Proved, RState, Setup, Trace, Witness, HZ};
+use super::{
+    final_of, hashlimit_eval, recent_eval, Answer, HlRec, HlThread, Mode, Proved, RState, Setup, Trace, Witness, HZ,
+};
 use crate::model::matches::RecentMode;
 use crate::model::net::PortRange;
 use crate::model::{Hook, Match};
@@ -389,9 +391,10 @@ impl Setup<'_> {
 
     /// Threads the recent tables through one traversal at `now`, when `live`; the recent
     /// matches of the `skip` tables are left free (and not noted: the caller knows).
-    /// With `hashlimit` (the traversal's packet and the tables' records, in a "no trace"
-    /// search whose summaries are recorded there too), the hashlimit matches the
-    /// over-approximation can encode are exact; otherwise every hashlimit match is free.
+    /// With `hashlimit` (the traversal's packet, the tables' records and the search's
+    /// mode: a witness search without summaries, or a "no trace" search whose summaries
+    /// are recorded there too), the hashlimit matches that mode can encode are exact;
+    /// otherwise every hashlimit match is free.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn thread_state(
         &self,
@@ -402,17 +405,17 @@ impl Setup<'_> {
         state: &mut BTreeMap<String, RState>,
         free: &mut Vec<String>,
         skip: &BTreeSet<String>,
-        mut hashlimit: Option<(&SymPacket, &mut BTreeMap<String, Vec<HlRec>>)>,
+        mut hashlimit: Option<HlThread<'_>>,
     ) {
         let mut covered: Vec<Bool> = Vec::new();
         for su in &trav.stateful {
             let rule = su.rule.get(self.rs);
             let guard = Bool::and(&[live.clone(), trav.occurrences[su.occ].reach.clone(), su.before.clone()]);
-            if let (Match::Hashlimit(h), Some((p, hl))) = (&rule.matches[su.index].m, hashlimit.as_mut()) {
-                if self.hashlimit_exact(h, Mode::Over) {
+            if let (Match::Hashlimit(h), Some((p, hl, mode))) = (&rule.matches[su.index].m, hashlimit.as_mut()) {
+                if self.hashlimit_exact(h, *mode) {
                     let cfg = self.hashlimit_cfg(&h.name).expect("exact only for a compiled table");
                     let recs = hl.entry(h.name.clone()).or_default();
-                    let (value, eval) = hashlimit_eval(cfg, h.above, p, (now, Mode::Over), &guard, recs, solver);
+                    let (value, eval) = hashlimit_eval(cfg, h.above, p, (now, *mode), &guard, recs, solver);
                     if let Some(v) = &su.var {
                         solver.assert(v.eq(&value));
                         covered.push(v.clone());

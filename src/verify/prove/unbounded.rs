@@ -130,7 +130,16 @@ impl Setup<'_> {
             solver.assert(&trav.entry);
             let before = Trace { pkts: earlier.clone(), times: Vec::new(), travs: Vec::new() };
             solver.assert(self.packet_constraints(&p, &before, Mode::Over, &accepted));
-            self.thread_state(&solver, &trav, &live, &t, &mut state, &mut free, &BTreeSet::new(), Some((&p, &mut hl)));
+            self.thread_state(
+                &solver,
+                &trav,
+                &live,
+                &t,
+                &mut state,
+                &mut free,
+                &BTreeSet::new(),
+                Some((&p, &mut hl, Mode::Over)),
+            );
             if counted(i) {
                 goals.push(Bool::and(&[
                     goal_condition(&self.prop.goal, &p, u, Hook::Input),
