@@ -127,10 +127,9 @@ use z3::{Model, Solver};
 use super::encode::{bv, SymPacket, Unencodable, Universe, PKT_TYPES};
 use super::property::{Attacker, Property, Quant};
 use super::query::goal_condition;
-use super::traverse::{Final, StateModel, Traversal};
+use super::traverse::{hashlimit_tables, Final, StateModel, Traversal};
 use super::{check, RuleRef, VerifyError};
 use crate::model::matches::{Hashlimit, RecentMode, RecentSide};
-use crate::model::print::save_order;
 use crate::model::{Family, Hook, Match, Ruleset, TableName};
 use crate::packet::{proto, FlagLetters};
 use crate::sim::Verdict;
@@ -525,11 +524,7 @@ impl Setup<'_> {
         let verdict = final_of(self.prop.verdict);
         for i in 0..pre + self.opts.k {
             let p = SymPacket::new(&format!("{tag}{i}"), &self.u);
-            let trav = Traversal::encode(self.rs, self.table, Hook::Input, &p, &self.u, StateModel::Any)?;
-            for d in &trav.defs {
-                solver.assert(d);
-            }
-            solver.assert(&trav.entry);
+            let trav = self.input_traversal(&solver, &p)?;
             solver.assert(self.packet_constraints(&p, &tr, mode, &accepted));
             if slots > 1 {
                 solver.assert(Bool::or(&srcs.iter().map(|a| p.src.eq(a)).collect::<Vec<_>>()));
@@ -1090,6 +1085,17 @@ impl Setup<'_> {
         masks
     }
 
+    /// The filter table's traversal of `p` at INPUT, its definitions and its entry
+    /// asserted on `solver`.
+    fn input_traversal(&self, solver: &Solver, p: &SymPacket) -> Result<Traversal, VerifyError> {
+        let trav = Traversal::encode(self.rs, self.table, Hook::Input, p, &self.u, StateModel::Any)?;
+        for d in &trav.defs {
+            solver.assert(d);
+        }
+        solver.assert(&trav.entry);
+        Ok(trav)
+    }
+
     /// The configuration of hashlimit table `name`.
     fn hashlimit_cfg(&self, name: &str) -> Option<&Hashlimit> {
         self.hashlimits.iter().find(|h| h.name == name)
@@ -1216,27 +1222,6 @@ impl Setup<'_> {
             }
         }
     }
-}
-
-/// The hashlimit tables of `rs` as the simulator configures them: key, rate, burst and
-/// expiry from each table's creating rule (`sim::compile`), so that the encoding and the
-/// replay agree.
-fn hashlimit_tables(rs: &Ruleset) -> Vec<Hashlimit> {
-    let mut out: Vec<Hashlimit> = Vec::new();
-    for t in &rs.tables {
-        for c in save_order(t) {
-            for r in &c.rules {
-                for m in &r.matches {
-                    if let Match::Hashlimit(h) = &m.m {
-                        if !out.iter().any(|x| x.name == h.name) {
-                            out.push(h.clone());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 /// What happened to a hashlimit table, in order: an exact evaluation, or a summary of
@@ -1699,7 +1684,7 @@ COMMIT
     }
 
     /// Every verdict of replaying `csv` through the simulator.
-    fn verdicts(rs: &Ruleset, csv: &str) -> Vec<Verdict> {
+    pub(super) fn verdicts(rs: &Ruleset, csv: &str) -> Vec<Verdict> {
         use crate::sim::{Engine, Ifaces, Outcome, SimConfig};
         let mut engine = Engine::new(rs, SimConfig::default(), Ifaces::default()).expect("simulable");
         let mut trace = crate::trace::csv::CsvTrace::new("t", csv.as_bytes()).unwrap();

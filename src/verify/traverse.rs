@@ -329,6 +329,27 @@ struct Enc<'a> {
     named: bool,
 }
 
+/// The hashlimit tables of `rs` as the simulator configures them: key, rate, burst and
+/// expiry from each table's creating rule (the first in load order: tables in file order, chains
+/// in blob order, as `sim::compile`), so that the encoding and the replay agree.
+pub(super) fn hashlimit_tables(rs: &Ruleset) -> Vec<crate::model::matches::Hashlimit> {
+    let mut out: Vec<crate::model::matches::Hashlimit> = Vec::new();
+    for t in &rs.tables {
+        for c in save_order(t) {
+            for r in &c.rules {
+                for m in &r.matches {
+                    if let Match::Hashlimit(h) = &m.m {
+                        if !out.iter().any(|x| x.name == h.name) {
+                            out.push(h.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Hooks a packet crosses before `h` on its way (received: PREROUTING before INPUT and
 /// FORWARD, FORWARD before POSTROUTING; local: OUTPUT before POSTROUTING).
 fn earlier_hooks(h: Hook) -> &'static [Hook] {
@@ -459,22 +480,7 @@ impl<'a> Enc<'a> {
     }
 
     fn hashlimit_burst(&self, name: &str) -> Option<u64> {
-        // The table's configuration comes from the rule that created it: the first in
-        // load order (tables in file order, chains in blob order).
-        for t in &self.rs.tables {
-            for c in save_order(t) {
-                for r in &c.rules {
-                    for m in &r.matches {
-                        if let Match::Hashlimit(h) = &m.m {
-                            if h.name == name {
-                                return Some(h.burst);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        None
+        hashlimit_tables(self.rs).into_iter().find(|h| h.name == name).map(|h| h.burst)
     }
 
     fn rule_match(&mut self, rr: &RuleRef, rule: &Rule, mark: &BV, ttl: &BV) -> Bool {

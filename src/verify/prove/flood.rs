@@ -29,7 +29,7 @@ use super::{final_of, Answer, HlRec, Mode, Proved, RState, Setup, Trace, Witness
 use crate::model::Hook;
 use crate::verify::encode::SymPacket;
 use crate::verify::query::goal_condition;
-use crate::verify::traverse::{Final, StateModel, Traversal};
+use crate::verify::traverse::{Final, Traversal};
 use crate::verify::{check, VerifyError};
 
 /// One flood search: `n` exact SYNs then the goal packet.
@@ -97,11 +97,7 @@ impl Setup<'_> {
             for q in &pkts {
                 solver.assert(p.dport.eq(&q.dport).not());
             }
-            let trav = Traversal::encode(self.rs, self.table, Hook::Input, &p, u, StateModel::Any)?;
-            for d in &trav.defs {
-                solver.assert(d);
-            }
-            solver.assert(&trav.entry);
+            let trav = self.input_traversal(&solver, &p)?;
             // Hashlimit exact in witnesses (no summaries; the replay checks them), free in
             // the "no trace" search.
             let exact = (mode == Mode::Witness).then_some((&p, &mut hl, Mode::Witness));
@@ -118,11 +114,7 @@ impl Setup<'_> {
             accepted.push(acc);
         }
         let goal = SymPacket::new(&format!("{tag}.goal"), u);
-        let goal_trav = Traversal::encode(self.rs, self.table, Hook::Input, &goal, u, StateModel::Any)?;
-        for d in &goal_trav.defs {
-            solver.assert(d);
-        }
-        solver.assert(&goal_trav.entry);
+        let goal_trav = self.input_traversal(&solver, &goal)?;
         let before = Trace { pkts: earlier, times: Vec::new(), travs: Vec::new() };
         solver.assert(self.packet_constraints(&goal, &before, mode, &accepted));
         let exact = (mode == Mode::Witness).then_some((&goal, &mut hl, Mode::Witness));

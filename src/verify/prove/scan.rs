@@ -293,11 +293,7 @@ impl Setup<'_> {
         let tmpl = self.scan_template(solver, "side", Mode::Over);
         let rep = SymPacket::new("side.run", &self.u);
         solver.assert(same_but_dport(&rep, &tmpl));
-        let trav = Traversal::encode(self.rs, self.table, Hook::Input, &rep, &self.u, StateModel::Any)?;
-        for d in &trav.defs {
-            solver.assert(d);
-        }
-        solver.assert(&trav.entry);
+        let trav = self.input_traversal(solver, &rep)?;
         Ok((rep, trav))
     }
 
@@ -313,11 +309,7 @@ impl Setup<'_> {
         opens: &Bool,
         what: &str,
     ) -> Result<RunEffects, VerifyError> {
-        let trav = Traversal::encode(self.rs, self.table, Hook::Input, rep, &self.u, StateModel::Any)?;
-        for d in &trav.defs {
-            solver.assert(d);
-        }
-        solver.assert(&trav.entry);
+        let trav = self.input_traversal(solver, rep)?;
         self.fix_absent(solver, &trav, absent);
         self.effects_under(solver, &trav, &Bool::from_bool(true), opens, what)
     }
@@ -632,11 +624,7 @@ impl Setup<'_> {
         }
         // The goal packet.
         let goal = SymPacket::new(&format!("{tag}.goal"), u);
-        let goal_trav = Traversal::encode(self.rs, self.table, Hook::Input, &goal, u, StateModel::Any)?;
-        for d in &goal_trav.defs {
-            solver.assert(d);
-        }
-        solver.assert(&goal_trav.entry);
+        let goal_trav = self.input_traversal(&solver, &goal)?;
         let before = match mode {
             Mode::Witness => Trace { pkts: vec![tmpl.clone()], times: Vec::new(), travs: Vec::new() },
             Mode::Over => {
@@ -984,24 +972,7 @@ fn scan_witness(
     // start raised, by bisection; every try replayed).
     let shorten = |sc: ModelScan| -> ModelScan {
         let at = |q: i64| sc.times[(q - sc.p) as usize];
-        let (mut lo, mut hi) = (sc.p - 1, sc.e);
-        while hi - lo > 1 {
-            let mid = (lo + hi) / 2;
-            if replays(&sc, (sc.p, mid), &at, sc.goal_ns) {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        let (mut a, mut b) = (sc.p, hi + 1);
-        while b - a > 1 {
-            let mid = (a + b) / 2;
-            if replays(&sc, (mid, hi), &at, sc.goal_ns) {
-                a = mid;
-            } else {
-                b = mid;
-            }
-        }
+        let (a, hi) = shortest_range(sc.p, sc.e, |x, y| replays(&sc, (x, y), &at, sc.goal_ns));
         let times = sc.times[(a - sc.p) as usize..=(hi - sc.p) as usize].to_vec();
         ModelScan { p: a, e: hi, times, ..sc }
     };
@@ -1221,24 +1192,7 @@ fn scan_witness(
         }
         let (p1, e1) = (base.p, base.e);
         if works(g_ns, p1, e1) {
-            let (mut lo, mut hi) = (p1 - 1, e1);
-            while hi - lo > 1 {
-                let mid = (lo + hi) / 2;
-                if works(g_ns, p1, mid) {
-                    hi = mid;
-                } else {
-                    lo = mid;
-                }
-            }
-            let (mut a, mut b) = (p1, hi + 1);
-            while b - a > 1 {
-                let mid = (a + b) / 2;
-                if works(g_ns, mid, hi) {
-                    a = mid;
-                } else {
-                    b = mid;
-                }
-            }
+            let (a, hi) = shortest_range(p1, e1, |x, y| works(g_ns, x, y));
             let f = at_gap(g_ns, Some((a, hi)))?;
             if check(&f.solver, &[], || "the shortened scan".into())? {
                 match write(g_ns, &f, true)? {
@@ -1322,6 +1276,31 @@ fn scan_witness(
     }
     let n = rows.len();
     Ok(Ok((render(&rows), n, info)))
+}
+
+/// The shortest range `a..=e` inside `p..=e0` for which `works(a, e)` holds, given that
+/// `works(p, e0)` does: the end lowered, then the start raised, each by bisection (every
+/// try is a call of `works`).
+fn shortest_range(p: i64, e0: i64, works: impl Fn(i64, i64) -> bool) -> (i64, i64) {
+    let (mut lo, mut hi) = (p - 1, e0);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if works(p, mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let (mut a, mut b) = (p, hi + 1);
+    while b - a > 1 {
+        let mid = (a + b) / 2;
+        if works(mid, hi) {
+            a = mid;
+        } else {
+            b = mid;
+        }
+    }
+    (a, hi)
 }
 
 /// Whether the goal packet gets its verdict (`expect`) after the scan: [`Setup::replay`]
@@ -1538,15 +1517,7 @@ pub(super) mod tests {
 
     /// The simulator's verdict of the last row of `csv`.
     pub(in crate::verify::prove) fn last_verdict(rs: &crate::model::Ruleset, csv: &str) -> Verdict {
-        use crate::sim::{Engine, Ifaces, Outcome, SimConfig};
-        let mut engine = Engine::new(rs, SimConfig::default(), Ifaces::default()).expect("simulable");
-        let mut trace = crate::trace::csv::CsvTrace::new("t", csv.as_bytes()).unwrap();
-        let mut out = Outcome::default();
-        while let Some(mut row) = trace.next_row().unwrap() {
-            row.pkt.iface = engine.iface(row.iface.as_str());
-            engine.step(crate::trace::to_jiffies(row.time_ns, HZ), &row.pkt, &mut out);
-        }
-        out.verdict
+        super::super::tests::verdicts(rs, csv).pop().expect("a trace of at least one row")
     }
 
     /// A small random knock-like ruleset on ports 1..=16 (goal port 9).

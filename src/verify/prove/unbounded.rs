@@ -30,7 +30,7 @@ use super::{final_of, HlRec, Mode, Setup, Trace, HZ};
 use crate::model::Hook;
 use crate::verify::encode::SymPacket;
 use crate::verify::query::goal_condition;
-use crate::verify::traverse::{Final, StateModel, Traversal};
+use crate::verify::traverse::Final;
 use crate::verify::{check, VerifyError};
 
 impl Setup<'_> {
@@ -108,11 +108,7 @@ impl Setup<'_> {
                 // A summarised first packet that may have opened a connection: its own
                 // traversal, state free (but for tables never filled).
                 let rep = SymPacket::new(&format!("ub.h{i}"), u);
-                let rt = Traversal::encode(self.rs, self.table, Hook::Input, &rep, u, StateModel::Any)?;
-                for d in &rt.defs {
-                    solver.assert(d);
-                }
-                solver.assert(&rt.entry);
+                let rt = self.input_traversal(&solver, &rep)?;
                 solver.assert(self.packet_constraints_any_ct(&rep));
                 solver.assert(rep.first_packet_ct(u));
                 if let Some(first) = earlier.first() {
@@ -123,11 +119,7 @@ impl Setup<'_> {
                 earlier.push(rep);
             }
             let p = SymPacket::new(&format!("ub.x{i}"), u);
-            let trav = Traversal::encode(self.rs, self.table, Hook::Input, &p, u, StateModel::Any)?;
-            for d in &trav.defs {
-                solver.assert(d);
-            }
-            solver.assert(&trav.entry);
+            let trav = self.input_traversal(&solver, &p)?;
             let before = Trace { pkts: earlier.clone(), times: Vec::new(), travs: Vec::new() };
             solver.assert(self.packet_constraints(&p, &before, Mode::Over, &accepted));
             self.thread_state(
