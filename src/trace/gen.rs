@@ -51,7 +51,7 @@ impl SplitMix64 {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
     /// A number in `lo..=hi`.
-    fn range(&mut self, lo: u16, hi: u16) -> u16 {
+    pub fn range(&mut self, lo: u16, hi: u16) -> u16 {
         lo + self.below(hi as u64 - lo as u64 + 1) as u16
     }
 }
