@@ -266,7 +266,7 @@ fn scale(h: u32, n: u64) -> u64 {
 /// the connection id × 2 + direction with the placing half of the tuple's hash. Keys are
 /// compared with the connection's own copy, so the index holds no key: 10 bytes per slot
 /// instead of the 49 of a map from `Key`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Index {
     tags: Vec<u16>,
     /// Per slot: the connection id × 2 + direction, and the placing half of the hash
@@ -423,7 +423,7 @@ pub fn state_bits(r: CtRef, table: &Conntrack) -> u8 {
 }
 
 /// The connection table.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Conntrack {
     hz: u64,
     /// Both directions' keys of every connection in the table.
@@ -445,6 +445,12 @@ pub struct Conntrack {
     full: bool,
     /// Scratch list of `early_drop`'s candidates (kept to avoid allocating per packet).
     victims: Vec<u32>,
+    /// Set once a NAT binding has been recorded ([`Conntrack::set_nat`]). Until then
+    /// [`Conntrack::translate`] has nothing to do, and no two connections in the table
+    /// share a tuple (a new connection's original tuple was looked up and not found, and
+    /// without NAT its reply tuple is that tuple's inverse), which
+    /// [`Conntrack::packet_in_near`] relies on.
+    nat_bound: bool,
 }
 
 /// Slots of the connection table [`Conntrack::gc`] examines per call.
@@ -480,6 +486,7 @@ impl Conntrack {
             buckets: buckets.max(1) as u64,
             full: false,
             victims: Vec::with_capacity(64),
+            nat_bound: false,
         }
     }
 
@@ -632,6 +639,15 @@ impl Conntrack {
     /// `nf_conntrack_in`: finds or creates the packet's connection and runs the protocol
     /// state machine. A new connection stays pending until [`Conntrack::confirm`].
     pub fn packet_in(&mut self, p: &Packet, now: Jiffies) -> CtRef {
+        self.packet_in_near(p, now, CtRef::Invalid)
+    }
+
+    /// [`Conntrack::packet_in`] for a packet the host sends in answer to a packet of
+    /// connection `near`: its tuple is usually one of that connection's, and is then
+    /// recognised without an index lookup. The answer is the lookup's: while no NAT
+    /// binding has been recorded a tuple belongs to one connection only (see
+    /// `nat_bound`), and a connection whose two tuples are equal is looked up.
+    pub fn packet_in_near(&mut self, p: &Packet, now: Jiffies, near: CtRef) -> CtRef {
         self.pending = None;
         self.aborted = None;
         self.full = false;
@@ -639,7 +655,23 @@ impl Conntrack {
         // below): an invalid segment is INVALID either way.
         let bad_flags = p.proto == proto::TCP && !tcp_flags_valid(p.flags);
         let key = Self::key(p);
-        if let Some((id, reply)) = self.index.find(&key, tuple_hash(&key), &self.conns) {
+        let known = match near {
+            CtRef::Existing(id, _) if !self.nat_bound && self.conns[id as usize].in_table => {
+                let c = &self.conns[id as usize];
+                let r = c.reply();
+                match (key == c.orig, key == r) {
+                    (true, false) => Some(Some((id, false))),
+                    (false, true) => Some(Some((id, true))),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let found = match known {
+            Some(f) => f,
+            None => self.index.find(&key, tuple_hash(&key), &self.conns),
+        };
+        if let Some((id, reply)) = found {
             if self.conns[id as usize].expires < now {
                 self.kill(id);
             } else if bad_flags {
@@ -793,10 +825,17 @@ impl Conntrack {
 
     /// `nf_conntrack_confirm`: a pending connection whose packet got through is entered
     /// into the table.
+    #[inline]
     pub fn confirm(&mut self, r: CtRef) -> CtRef {
         if r != CtRef::Pending {
             return r;
         }
+        self.confirm_pending()
+    }
+
+    #[inline(never)]
+    fn confirm_pending(&mut self) -> CtRef {
+        let r = CtRef::Pending;
         let Some(mut c) = self.pending.take() else { return r };
         c.in_table = true;
         let (o, rk) = (tuple_hash(&c.orig), tuple_hash(&c.reply()));
@@ -846,6 +885,7 @@ impl Conntrack {
             let slot = if src { &mut c.nat_src } else { &mut c.nat_dst };
             if slot.is_none() {
                 *slot = Some(to);
+                self.nat_bound = true;
             }
         }
     }
@@ -854,7 +894,14 @@ impl Conntrack {
     /// given manip type (`src_manip`: POSTROUTING and INPUT; else PREROUTING and OUTPUT).
     /// Original direction: the binding of that type; reply direction: the inverse of the
     /// other type's binding (a reply to a DNAT'd packet gets its source changed back).
+    #[inline]
     pub fn translate(&self, r: CtRef, p: &mut Packet, src_manip: bool) {
+        if self.nat_bound {
+            self.translate_bound(r, p, src_manip);
+        }
+    }
+
+    fn translate_bound(&self, r: CtRef, p: &mut Packet, src_manip: bool) {
         let c = match r {
             CtRef::Existing(id, _) => &self.conns[id as usize],
             CtRef::Pending => match self.pending.as_ref() {
@@ -1069,6 +1116,75 @@ mod tests {
             seen += got.len();
         }
         assert_eq!(seen, 2 * live.len());
+    }
+
+    /// `packet_in_near` gives what `packet_in` gives, whatever connection it is pointed
+    /// at: the same answer and the same table after it, for the host's answers to a
+    /// connection (either direction), tuples of other connections, new tuples, expired
+    /// connections and connections whose two tuples are equal (source = destination).
+    #[test]
+    fn a_near_connection_gives_the_lookups_answer() {
+        let mut ct = Conntrack::new(250, 1 << 20, 64);
+        let mut x = 0x0bad_cafe_1234_5678u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let snapshot = |ct: &Conntrack| {
+            let conns: Vec<String> = ct.conns.iter().map(|c| format!("{c:?}")).collect();
+            (conns, ct.free.clone(), ct.len(), ct.pending.as_ref().map(|c| format!("{c:?}")))
+        };
+        let (mut shortcuts, mut checked) = (0, 0);
+        for step in 0..5_000u64 {
+            let r = next();
+            // A small space of addresses and ports, so that tuples meet; TCP, UDP, ICMP.
+            let (a, b) = (0x6401_0000 | (r as u32 & 7), 0x6401_0000 | ((r >> 3) as u32 & 7));
+            let mut p = tcp_syn(a, [1000, 1001, 80, 81][(r >> 6) as usize % 4]);
+            p.dst = IpAddr::from(b.to_be_bytes());
+            p.dport = 80 + (r >> 8) as u16 % 2;
+            match (r >> 10) % 5 {
+                0 => p.flags = ACK,
+                1 => p.flags = SYN | ACK,
+                2 => {
+                    p.proto = proto::UDP;
+                    p.flags = 0;
+                }
+                3 => {
+                    p.proto = proto::ICMP;
+                    p.flags = 0;
+                    p.icmp_type = if r >> 13 & 1 == 0 { 8 } else { 0 };
+                    p.icmp_id = (r >> 14) as u16 % 3;
+                }
+                _ => {}
+            }
+            let now = step * 50;
+            if !ct.conns.is_empty() && r >> 20 & 1 == 0 {
+                // Point at a connection: often the one whose answer this packet is.
+                let id = (r >> 21) as u32 % ct.conns.len() as u32;
+                let near = CtRef::Existing(id, r >> 40 & 1 == 0);
+                if r >> 41 & 1 == 0 && ct.conns[id as usize].in_table {
+                    let k = if r >> 42 & 1 == 0 { ct.conns[id as usize].reply() } else { ct.conns[id as usize].orig };
+                    (p.src, p.dst, p.proto) = (k.src, k.dst, k.proto);
+                    match k.proto {
+                        proto::TCP | proto::UDP => (p.sport, p.dport) = (k.a, k.b),
+                        _ => (p.icmp_id, p.icmp_type) = (k.a, k.b as u8),
+                    }
+                    shortcuts += 1;
+                }
+                let (mut plain, mut near_ct) = (ct.clone(), ct.clone());
+                let want = plain.packet_in(&p, now);
+                let got = near_ct.packet_in_near(&p, now, near);
+                assert_eq!(got, want, "step {step}: {p:?} near {near:?}");
+                assert!(snapshot(&plain) == snapshot(&near_ct), "step {step}: tables differ");
+                checked += 1;
+            }
+            if ct.packet_in(&p, now) == CtRef::Pending {
+                ct.confirm(CtRef::Pending);
+            }
+        }
+        assert!(checked > 2_000 && shortcuts > 1_000, "{checked} checked, {shortcuts} answers");
     }
 
     /// At `nf_conntrack_max`, a new connection evicts the unassured connections of its

@@ -229,8 +229,8 @@ pub struct Engine {
     pub conntrack: Conntrack,
     host: host::Host,
     stack: Vec<(u32, u32)>,
-    /// Table index for each (hook, priority slot): raw, mangle, nat, filter, security.
-    by_hook: [[Option<u8>; 5]; 5],
+    /// Per hook, the tables it runs, in order.
+    plans: [Plan; 5],
     started: bool,
     /// Set by NOTRACK / CT --notrack in the raw table for the packet in flight.
     notrack: bool,
@@ -238,6 +238,23 @@ pub struct Engine {
     /// new connection was dropped before confirmation): what REJECT and the host's ICMP
     /// errors attach to their replies.
     pkt_ct: CtRef,
+}
+
+/// INPUT's tables by priority slot (raw, mangle, nat, filter, security): mangle −150,
+/// filter 0, security 50, nat (source manip) 100. Other hooks run them in slot order.
+const INPUT_ORDER: [u8; 5] = [0, 1, 3, 4, 2];
+
+/// The tables one hook runs, in order: (priority slot, table index).
+#[derive(Clone, Copy, Debug, Default)]
+struct Plan {
+    len: u8,
+    at: [(u8, u8); 5],
+}
+
+impl Plan {
+    fn tables(&self) -> &[(u8, u8)] {
+        &self.at[..self.len as usize]
+    }
 }
 
 /// State that matches change as they are evaluated.
@@ -291,6 +308,16 @@ impl Engine {
                 }
             }
         }
+        let mut plans = [Plan::default(); 5];
+        for (h, plan) in plans.iter_mut().enumerate() {
+            let slots = if h == Hook::Input as usize { INPUT_ORDER } else { [0, 1, 2, 3, 4] };
+            for slot in slots {
+                if let Some(ti) = by_hook[h][slot as usize] {
+                    plan.at[plan.len as usize] = (slot, ti);
+                    plan.len += 1;
+                }
+            }
+        }
         let start = initial_jiffies(cfg.hz);
         let limits = prog.limits.iter().map(|l| limit::Bucket::new(l.avg, l.burst, cfg.hz, start)).collect();
         Ok(Engine {
@@ -309,7 +336,7 @@ impl Engine {
             },
             notrack: false,
             pkt_ct: CtRef::Invalid,
-            by_hook,
+            plans,
             prog,
             cfg,
             ifaces,
@@ -435,8 +462,9 @@ impl Engine {
         self.notrack = false;
         let dst_local = self.host.is_local(pkt.dst);
         // raw PREROUTING runs before conntrack.
-        for slot in 0..5 {
-            if slot == 1 && !tracked {
+        let plan = self.plans[Hook::Prerouting as usize];
+        for &(slot, ti) in plan.tables() {
+            if slot >= 1 && !tracked {
                 ct = if self.notrack { CtRef::Untracked } else { self.conntrack.packet_in(pkt, now) };
                 tracked = true;
                 if !self.notrack && self.conntrack.table_full() {
@@ -444,7 +472,6 @@ impl Engine {
                     return (Verdict::Drop, Decided::Stage(TABLE_FULL), ctstate::INVALID);
                 }
             }
-            let Some(ti) = self.by_hook[0][slot] else { continue };
             if slot == 2 && !matches!(ct, CtRef::Pending) {
                 continue; // nat only sees the first packet of a connection
             }
@@ -502,11 +529,9 @@ impl Engine {
         if hook == Hook::Forward {
             pkt.ttl = pkt.ttl.wrapping_sub(1);
         }
-        // INPUT: mangle −150, filter 0, security 50, nat (source manip) 100.
-        const INPUT_ORDER: [usize; 5] = [0, 1, 3, 4, 2];
-        const FORWARD_ORDER: [usize; 5] = [0, 1, 2, 3, 4];
-        for slot in if local { INPUT_ORDER } else { FORWARD_ORDER } {
-            let Some(ti) = self.by_hook[h][slot] else { continue };
+        // INPUT: mangle −150, filter 0, security 50, nat (source manip) 100 (`plans`).
+        let plan = self.plans[h];
+        for &(slot, ti) in plan.tables() {
             if slot == 2 && !matches!(ct, CtRef::Pending) {
                 continue;
             }
@@ -536,8 +561,8 @@ impl Engine {
         }
         if hook == Hook::Forward {
             // Forwarded packets leave through POSTROUTING (no input device there).
-            for slot in 0..5 {
-                let Some(ti) = self.by_hook[4][slot] else { continue };
+            let plan = self.plans[Hook::Postrouting as usize];
+            for &(slot, ti) in plan.tables() {
                 if slot == 2 && !matches!(ct, CtRef::Pending) {
                     continue;
                 }
@@ -583,22 +608,26 @@ impl Engine {
         let mut ct = CtRef::Invalid;
         let mut tracked = false;
         self.notrack = false;
-        for (hook, h) in [(Hook::Output, 3usize), (Hook::Postrouting, 4usize)] {
-            for slot in 0..5 {
-                if hook == Hook::Output && slot == 1 && !tracked {
+        for hook in [Hook::Output, Hook::Postrouting] {
+            let plan = self.plans[hook as usize];
+            let mut manipulated = false;
+            // Conntrack runs after raw OUTPUT (−200), the NAT manip right after nat (OUTPUT
+            // −100: destination; POSTROUTING 100: source), whether or not the tables are
+            // there: the last entry (slot 5) stands for the end of the hook.
+            for &(slot, ti) in plan.tables().iter().chain(&[(5, 0)]) {
+                if hook == Hook::Output && slot >= 1 && !tracked {
                     ct = match attached {
                         Some(a) => a,
                         None if self.notrack => CtRef::Untracked,
-                        None => self.conntrack.packet_in(pkt, now),
+                        None => self.conntrack.packet_in_near(pkt, now, self.pkt_ct),
                     };
                     tracked = true;
                     if attached.is_none() && !self.notrack && self.conntrack.table_full() {
                         return Verdict::Drop;
                     }
                 }
-                if slot == 3 {
-                    // Right after nat (OUTPUT −100: destination manip; POSTROUTING 100:
-                    // source manip), whether or not the nat table ran.
+                if slot >= 3 && !manipulated {
+                    manipulated = true;
                     let src_manip = hook == Hook::Postrouting;
                     if ct == CtRef::Related {
                         // REJECT's and ICMP errors' replies go back through the offending
@@ -612,8 +641,7 @@ impl Engine {
                         self.conntrack.translate(ct, pkt, src_manip);
                     }
                 }
-                let Some(ti) = self.by_hook[h][slot] else { continue };
-                if slot == 2 && !matches!(ct, CtRef::Pending) {
+                if slot == 5 || (slot == 2 && !matches!(ct, CtRef::Pending)) {
                     continue;
                 }
                 let cx = Cx {
@@ -630,16 +658,6 @@ impl Engine {
                     self.conntrack.abort();
                     return Verdict::Drop;
                 }
-            }
-        }
-        if !tracked {
-            ct = match attached {
-                Some(a) => a,
-                None if self.notrack => CtRef::Untracked,
-                None => self.conntrack.packet_in(pkt, now),
-            };
-            if attached.is_none() && !self.notrack && self.conntrack.table_full() {
-                return Verdict::Drop;
             }
         }
         self.conntrack.confirm(ct);
