@@ -313,7 +313,7 @@ impl Host {
                 }
                 let listening = self.listen.contains(&(proto::TCP, pkt.dport));
                 let data = pkt.len > Packet::header_len(pkt.src, proto::TCP);
-                let ack_reply = Some((Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid));
+                let ack_reply = || Some((Self::tcp_reply(pkt, 0x10), ReplyKind::Ack, CtRef::Invalid));
                 // Segments are assumed in window with the right acknowledgment number (the
                 // kernel backend keeps sequence numbers consistent). Checked against the
                 // kernel with `fwverify conform` (random traces found every case below).
@@ -361,7 +361,7 @@ impl Host {
                             // SYN-ACK), at most once per 500 ms (`tcp_send_challenge_ack`).
                             let limited = self.oow_limited(&mut sock, now);
                             self.socks.insert(key, sock);
-                            return if limited { None } else { ack_reply };
+                            return if limited { None } else { ack_reply() };
                         }
                         if !ack {
                             // `tcp_rcv_established`/`tcp_rcv_state_process` drop segments
@@ -371,11 +371,11 @@ impl Host {
                         if fin && sock.state == SockState::Established {
                             sock.state = SockState::CloseWait;
                             self.socks.insert(key, sock);
-                            return ack_reply;
+                            return ack_reply();
                         }
                         // Data is acknowledged; in CLOSE_WAIT a FIN again too.
                         if data || (fin && sock.state == SockState::CloseWait) {
-                            return ack_reply;
+                            return ack_reply();
                         }
                         None
                     }

@@ -678,9 +678,12 @@ impl Engine {
     ) -> TVerdict {
         // `Hook` variants are declared in `Hook::ALL` order (checked by a test).
         let Some(start) = self.prog.tables[ti].hooks[hook as usize] else { return TVerdict::Accept };
-        self.stack.clear();
         let mut chain = start;
         let mut i = self.prog.chains[chain as usize].first;
+        if i == self.prog.chains[chain as usize].end {
+            return self.policy(start, pkt, last, hook, ti); // an empty built-in chain
+        }
+        self.stack.clear();
         let (v4, src, dst) = match (pkt.src, pkt.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => (true, u32::from(s), u32::from(d)),
             _ => (false, 0, 0),
