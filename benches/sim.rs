@@ -238,7 +238,10 @@ fn step_rate(what: &str, rules: &str, trace: &[Row], runs: usize) -> Result {
         let mut out = Outcome::default();
         let (mut accepted, mut replies) = (0u64, 0u64);
         let t = Clock::start();
-        for (now, p) in &packets {
+        for (k, (now, p)) in packets.iter().enumerate() {
+            if let Some((_, next)) = packets.get(k + 1) {
+                engine.prefetch(next);
+            }
             engine.step(*now, p, &mut out);
             accepted += (out.verdict == fwverify::sim::Verdict::Accept) as u64;
             replies += out.replies.len() as u64;

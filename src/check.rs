@@ -70,7 +70,14 @@ pub fn replay(engine: &mut Engine, src: &mut dyn RowSource, obs: &mut dyn Observ
     let mut out = Outcome::default();
     let mut sum = Summary::default();
     let hz = engine.config().hz;
-    while let Some(mut row) = src.next_row()? {
+    // One row of lookahead, so that the engine can prefetch for it; a read error still
+    // comes after every row before it has been stepped and observed.
+    let mut cur = src.next_row()?;
+    while let Some(mut row) = cur {
+        let ahead = src.next_row();
+        if let Ok(Some(next)) = &ahead {
+            engine.prefetch(&next.pkt);
+        }
         row.pkt.iface = engine.iface(row.iface.as_str());
         let now = trace::to_jiffies(row.time_ns, hz);
         engine.step(now, &row.pkt, &mut out);
@@ -87,6 +94,7 @@ pub fn replay(engine: &mut Engine, src: &mut dyn RowSource, obs: &mut dyn Observ
             }
         }
         obs.packet(&row, now, &out, engine)?;
+        cur = ahead?;
     }
     obs.finish(engine, &sum)?;
     Ok(sum)

@@ -636,6 +636,30 @@ impl Conntrack {
         self.free.push(id);
     }
 
+    /// Asks the CPU to bring in the index slot where `p`'s tuple is looked up, for a
+    /// packet that [`Conntrack::packet_in`] will see soon: on a large table the lookup is
+    /// a cache miss, and this lets it overlap with the work on the packets before it.
+    /// No effect on the table.
+    #[inline]
+    pub fn prefetch(&self, p: &Packet) {
+        let key = Self::key(p);
+        let i = self.index.home(hi(tuple_hash(&key)));
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let t = self.index.tags.as_ptr().wrapping_add(i) as *const i8;
+            let v = self.index.vals.as_ptr().wrapping_add(i) as *const i8;
+            // SAFETY: a prefetch reads nothing and never faults, whatever the address;
+            // `sse` is part of the x86_64 baseline.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(t);
+                _mm_prefetch::<_MM_HINT_T0>(v);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+    }
+
     /// `nf_conntrack_in`: finds or creates the packet's connection and runs the protocol
     /// state machine. A new connection stays pending until [`Conntrack::confirm`].
     pub fn packet_in(&mut self, p: &Packet, now: Jiffies) -> CtRef {

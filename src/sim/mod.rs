@@ -385,6 +385,14 @@ impl Engine {
         }
     }
 
+    /// Tells the engine which packet comes after the one about to be stepped, so that its
+    /// connection-table lookup can start early (a cache prefetch, see
+    /// [`Conntrack::prefetch`]). Optional; changes no result.
+    #[inline]
+    pub fn prefetch(&self, next: &Packet) {
+        self.conntrack.prefetch(next);
+    }
+
     /// Runs one packet arriving on `pkt.iface` at `now`, and the host's replies to it.
     pub fn step(&mut self, now: Jiffies, pkt: &Packet, out: &mut Outcome) {
         if !self.started {
