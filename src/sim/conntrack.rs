@@ -255,6 +255,20 @@ fn tag(h: u64) -> u16 {
     (h >> 8) as u16 | 1
 }
 
+/// Asks the CPU to bring the cache line at `p` in (x86_64; elsewhere nothing). `p` need
+/// not point into an allocation: it is never dereferenced.
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and never faults, whatever the address; `sse` is
+    // part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// `reciprocal_scale(hash, n)`: the kernel's map of a 32-bit hash onto `0..n`.
 fn scale(h: u32, n: u64) -> u64 {
     (h as u64 * n) >> 32
@@ -644,20 +658,8 @@ impl Conntrack {
     pub fn prefetch(&self, p: &Packet) {
         let key = Self::key(p);
         let i = self.index.home(hi(tuple_hash(&key)));
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let t = self.index.tags.as_ptr().wrapping_add(i) as *const i8;
-            let v = self.index.vals.as_ptr().wrapping_add(i) as *const i8;
-            // SAFETY: a prefetch reads nothing and never faults, whatever the address;
-            // `sse` is part of the x86_64 baseline.
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(t);
-                _mm_prefetch::<_MM_HINT_T0>(v);
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = i;
+        prefetch(self.index.tags.as_ptr().wrapping_add(i));
+        prefetch(self.index.vals.as_ptr().wrapping_add(i));
     }
 
     /// `nf_conntrack_in`: finds or creates the packet's connection and runs the protocol
