@@ -42,6 +42,31 @@ pub fn read_tick() -> io::Result<Tick> {
         .ok_or_else(|| io::Error::other("/proc/timer_list has no `now at` or `jiffies:` line"))
 }
 
+/// How far after a jiffies tick [`after_next_tick`] puts the start: more than the
+/// ~60 µs a reading takes, so that the start is after the tick whichever end of the
+/// reading the tick fell in, and far less than a tick (4 ms at HZ 250).
+const AFTER_TICK_NS: u64 = 250_000;
+
+/// Waits for `jiffies` to move on and returns a start [`AFTER_TICK_NS`] after the new
+/// tick, with that tick's `jiffies`. The simulator counts a trace's time from a tick
+/// boundary (time 0 is a whole jiffy); a kernel replay that starts anywhere in a tick
+/// would see a packet `t` after the start one jiffy later than the simulator whenever
+/// the start's phase plus `t`'s fraction of a tick reach the next tick. Started here,
+/// packets at whole jiffies (what `prove` writes) keep the simulator's jiffies unless
+/// they are written almost a tick late.
+pub fn after_next_tick() -> io::Result<Tick> {
+    let first = read_tick()?;
+    loop {
+        let t = read_tick()?;
+        // A second is far more than a tick at any HZ: give up waiting (start anywhere).
+        if t.jiffies != first.jiffies || t.mono_ns > first.mono_ns + 1_000_000_000 {
+            let start = Tick { mono_ns: t.mono_ns + AFTER_TICK_NS, jiffies: t.jiffies };
+            sleep_until(start.mono_ns);
+            return Ok(start);
+        }
+    }
+}
+
 fn parse_tick(lines: impl Iterator<Item = impl AsRef<str>>) -> Option<Tick> {
     let mut mono = None;
     let mut jiffies = None;

@@ -42,10 +42,12 @@
 //! - **TCP**: sequence numbers are kept per flow (fixed ISN per 4-tuple; a new one after a
 //!   RST or FIN); the host's ISN comes from its SYN-ACK, so later ACKs are in-window and
 //!   conntrack's window tracking accepts them.
-//! - **Time**: `/proc/timer_list` gives `jiffies` and `CLOCK_MONOTONIC` at one instant,
-//!   which becomes the trace start. A recent entry's `last_seen` is reported as
-//!   `(stamp − jiffies at the start) / HZ`: the tick phase at the start is unknown, so it
-//!   is the simulator's value or one tick later. HZ is the kernel's, measured.
+//! - **Time**: `/proc/timer_list` gives `jiffies` and `CLOCK_MONOTONIC` at one instant;
+//!   the trace starts a quarter of a millisecond after a tick (`clock::after_next_tick`),
+//!   as the simulator counts time from a tick boundary. A recent entry's `last_seen` is
+//!   reported as `(stamp − jiffies at the start) / HZ`: the simulator's value, or one tick
+//!   later for a packet written late or timed just before a tick. HZ is the kernel's,
+//!   measured.
 //!
 //! Architecture invariant: the backend only ever creates and deletes its own namespaces
 //! (also on Ctrl-C, through [`cleanup_all`], which the command line wires to SIGINT and
@@ -600,8 +602,9 @@ pub fn replay(
     if hz != cfg.hz {
         notes.push(format!("the kernel runs at HZ {hz}, the simulation assumed {}", cfg.hz));
     }
-    // The trace starts now: a fresh reading, so the first packet is not late.
-    let start = clock::read_tick().map_err(setup("reading /proc/timer_list"))?;
+    // The trace starts now, just after a tick (as the simulator counts time), so the
+    // first packet is not late.
+    let start = clock::after_next_tick().map_err(setup("reading /proc/timer_list"))?;
     let mut flows = Flows::default();
     let mut strays = 0usize;
     let mut max_late = 0u64;
@@ -717,7 +720,9 @@ pub fn replay(
             (name, list)
         })
         .collect();
-    if max_late > 1_000_000_000 / hz as u64 {
+    // Started just after a tick, a packet at a whole jiffy lands in the simulator's jiffy
+    // unless written most of a tick late: say so from half a tick on.
+    if max_late > 500_000_000 / hz as u64 {
         notes.push(format!(
             "packets were sent up to {:.1} ms late (the machine was busy); timing-dependent results may differ",
             max_late as f64 / 1e6
