@@ -85,6 +85,7 @@ impl Match {
             Match::Mark(_) => "mark",
             Match::Connmark(_) => "connmark",
             Match::Length(_) => "length",
+            Match::Ttl(t) if t.hl => "hl",
             Match::Ttl(_) => "ttl",
             Match::Addrtype(_) => "addrtype",
             Match::Mac(_) => "mac",
@@ -940,13 +941,16 @@ pub enum TtlOp {
     Gt,
 }
 
-/// `-m ttl` (IPv4 only).
+/// `-m ttl` (IPv4), or `-m hl` (IPv6: the hop limit, the same test of the same header
+/// field; `--hl-eq`, `--hl-lt`, `--hl-gt`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Ttl {
     /// The comparison.
     pub op: TtlOp,
     /// The value.
     pub value: u8,
+    /// Written as `-m hl` (an ip6tables ruleset).
+    pub hl: bool,
 }
 
 impl Ttl {
@@ -963,11 +967,12 @@ impl Ttl {
 
 impl fmt::Display for Ttl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [eq, lt, gt] = if self.hl { ["hl-eq", "hl-lt", "hl-gt"] } else { ["ttl-eq", "ttl-lt", "ttl-gt"] };
         match self.op {
-            TtlOp::Eq => opt(f, false, "ttl-eq", self.value),
-            TtlOp::Ne => opt(f, true, "ttl-eq", self.value),
-            TtlOp::Lt => opt(f, false, "ttl-lt", self.value),
-            TtlOp::Gt => opt(f, false, "ttl-gt", self.value),
+            TtlOp::Eq => opt(f, false, eq, self.value),
+            TtlOp::Ne => opt(f, true, eq, self.value),
+            TtlOp::Lt => opt(f, false, lt, self.value),
+            TtlOp::Gt => opt(f, false, gt, self.value),
         }
     }
 }

@@ -32,7 +32,8 @@ pub(super) fn match_parser(name: &str, family: Family) -> Option<Box<dyn MatchPa
         "mark" => Box::new(MarkP { connmark: false, mark: None }),
         "connmark" => Box::new(MarkP { connmark: true, mark: None }),
         "length" => Box::new(LengthP(None)),
-        "ttl" if family == Family::V4 => Box::new(TtlP(None)),
+        "ttl" if family == Family::V4 => Box::new(TtlP(None, false)),
+        "hl" if family == Family::V6 => Box::new(TtlP(None, true)),
         "addrtype" => Box::<AddrtypeP>::default(),
         "mac" => Box::new(MacP(None)),
         "connlimit" => Box::<ConnlimitP>::default(),
@@ -977,44 +978,63 @@ impl MatchParser for TcpmssP {
 // ttl
 
 const TTL_OPTS: &[OptDef] = &[o("ttl-eq", R, true), o("ttl-lt", R, false), o("ttl-gt", R, false), o("ttl", R, true)];
+const HL_OPTS: &[OptDef] = &[o("hl-eq", R, true), o("hl-lt", R, false), o("hl-gt", R, false), o("hl", R, true)];
 
-struct TtlP(Option<(usize, Ttl)>);
+/// `-m ttl`, or with `.1` `-m hl` (libip6t_hl: the same options with `hl` for `ttl`).
+struct TtlP(Option<(usize, Ttl)>, bool);
+
+impl TtlP {
+    fn module(&self) -> &'static str {
+        if self.1 {
+            "hl"
+        } else {
+            "ttl"
+        }
+    }
+}
 
 impl MatchParser for TtlP {
     fn name(&self) -> &str {
-        "ttl"
+        self.module()
     }
     fn opts(&self) -> &'static [OptDef] {
-        TTL_OPTS
+        if self.1 {
+            HL_OPTS
+        } else {
+            TTL_OPTS
+        }
     }
     fn take(&mut self, opt: usize, name: &str, inv: bool, val: Option<Val>, cx: &mut Cx) -> Result<(), Diagnostic> {
-        // `--ttl` is the old name of `--ttl-eq`.
+        let (m, opts) = (self.module(), self.opts());
+        // `--ttl` (`--hl`) is the old name of `--ttl-eq` (`--hl-eq`).
         let id = if opt == 3 { 0 } else { opt };
         if let Some((prev, _)) = self.0 {
             if prev == id {
-                return Err(once(cx, "ttl", TTL_OPTS[id].name));
+                return Err(once(cx, m, opts[id].name));
             }
             // xtables names them in its table order: lt, gt, eq.
             let rank = |i: usize| [2, 0, 1][i];
             let (a, b) = if rank(prev) < rank(id) { (prev, id) } else { (id, prev) };
-            return Err(together(cx, "ttl", TTL_OPTS[a].name, TTL_OPTS[b].name));
+            return Err(together(cx, m, opts[a].name, opts[b].name));
         }
         let v = req(val, cx)?;
-        let value = c_uint(&v.text, 255).ok_or_else(|| out_of_range(&v, "ttl", name, 0, 255))? as u8;
+        let value = c_uint(&v.text, 255).ok_or_else(|| out_of_range(&v, m, name, 0, 255))? as u8;
         let op = match id {
             0 if inv => TtlOp::Ne,
             0 => TtlOp::Eq,
             1 => TtlOp::Lt,
             _ => TtlOp::Gt,
         };
-        self.0 = Some((id, Ttl { op, value }));
+        self.0 = Some((id, Ttl { op, value, hl: self.1 }));
         Ok(())
     }
     fn finish(self: Box<Self>, cx: &mut Cx) -> Result<Match, Diagnostic> {
+        let m = self.module();
         self.0.map(|(_, t)| Match::Ttl(t)).ok_or_else(|| {
-            Diagnostic::error("E0108", cx.at, "ttl: no comparison given")
-                .note("iptables: TTL match: You must specify one of `--ttl-eq', `--ttl-lt', `--ttl-gt")
-                .help("add `--ttl-eq N`, `--ttl-lt N` or `--ttl-gt N`")
+            let what = if m == "hl" { "HL" } else { "TTL" };
+            Diagnostic::error("E0108", cx.at, format!("{m}: no comparison given"))
+                .note(format!("iptables: {what} match: You must specify one of `--{m}-eq', `--{m}-lt', `--{m}-gt"))
+                .help(format!("add `--{m}-eq N`, `--{m}-lt N` or `--{m}-gt N`"))
         })
     }
 }

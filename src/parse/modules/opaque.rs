@@ -65,7 +65,7 @@ const MATCHES: &[(&str, Schema)] = &[
     ("hashlimit", None),
     ("hbh", None),
     ("helper", Some(&[o("helper", R, true)])),
-    ("hl", Some(&[o("hl-eq", R, true), o("hl-lt", R, false), o("hl-gt", R, false)])),
+    ("hl", None),
     ("icmp6", None),
     ("iprange", None),
     ("ipv6header", Some(&[o("header", R, true), o("soft", N, false)])),
