@@ -58,8 +58,9 @@ pub fn after_next_tick() -> io::Result<Tick> {
     let first = read_tick()?;
     loop {
         let t = read_tick()?;
-        // A second is far more than a tick at any HZ: give up waiting (start anywhere).
-        if t.jiffies != first.jiffies || t.mono_ns > first.mono_ns + 1_000_000_000 {
+        // 100 ms is several ticks at any HZ: give up waiting (start anywhere). The caller
+        // polls at real-time priority, so this bounds how long it keeps its CPU.
+        if t.jiffies != first.jiffies || t.mono_ns > first.mono_ns + 100_000_000 {
             let start = Tick { mono_ns: t.mono_ns + AFTER_TICK_NS, jiffies: t.jiffies };
             sleep_until(start.mono_ns);
             return Ok(start);

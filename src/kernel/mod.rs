@@ -291,7 +291,8 @@ const SETTLE_NS: u64 = 60_000_000;
 
 /// `SCHED_FIFO` (lowest priority) for the replaying thread while it lives, so that a busy
 /// machine delays packets less; silently nothing where it is not allowed. The thread only
-/// sleeps, writes and reads, so it cannot starve anything.
+/// sleeps, writes and reads (and polls for the next tick, at most 100 ms, before the
+/// trace starts), so it cannot starve anything.
 struct Realtime(Option<(libc::c_int, libc::sched_param)>);
 
 impl Realtime {
@@ -602,13 +603,15 @@ pub fn replay(
     if hz != cfg.hz {
         notes.push(format!("the kernel runs at HZ {hz}, the simulation assumed {}", cfg.hz));
     }
-    // The trace starts now, just after a tick (as the simulator counts time), so the
-    // first packet is not late.
+    // The trace starts just after a tick (as the simulator counts time). Real-time
+    // priority from here: the wait for the tick and the first packets are on time on a
+    // busy machine too (as a normal thread, the wake-up after the wait came up to a
+    // scheduler slice, 4 ms, late).
+    let realtime = Realtime::enter();
     let start = clock::after_next_tick().map_err(setup("reading /proc/timer_list"))?;
     let mut flows = Flows::default();
     let mut strays = 0usize;
     let mut max_late = 0u64;
-    let realtime = Realtime::enter();
     let mut raised = Vec::new();
     for (k, row) in rows.iter().enumerate() {
         let mut pkt = row.pkt;
