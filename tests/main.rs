@@ -13,6 +13,8 @@
 //! - `prove`: `fwverify prove` witnesses, replayed with `check --scenario`.
 //! - `verify`: `fwverify query` (packet classes, unreachable and shadowed rules).
 //! - `traces`: `fwverify gen` output and pcap/pcapng captures replayed by `check --scenario`.
+//! - `garbage`: proptest — token-soup rulesets, random scenario rows and random capture
+//!   bytes end in a value or an error, never a panic or a hang.
 
 mod common;
 
@@ -22,6 +24,7 @@ mod cli;
 mod conform;
 mod conform_random;
 mod corpus;
+mod garbage;
 mod kernel;
 mod prove;
 mod roundtrip;
