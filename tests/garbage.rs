@@ -445,11 +445,8 @@ proptest! {
         let iface = IfaceBuf::new("eth0").unwrap();
         if let Ok(mut t) = PcapTrace::new("c.pcap", bytes.as_slice(), iface) {
             let mut n = 0;
-            loop {
-                match t.next_row() {
-                    Ok(Some(_)) => n += 1,
-                    Ok(None) | Err(_) => break,
-                }
+            while let Ok(Some(_)) = t.next_row() {
+                n += 1;
                 prop_assert!(n <= bytes.len(), "more rows than bytes: the reader does not advance");
             }
         }
