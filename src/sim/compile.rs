@@ -62,6 +62,15 @@ pub(crate) struct CIp {
     pub fragment: Option<bool>,
 }
 
+/// `-m owner` with numeric ids: `[!] --socket-exists` (`Some(inverted)`), and
+/// `[!] --uid-owner` / `[!] --gid-owner` as (inverted, first id, last id).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OwnerTest {
+    pub socket_exists: Option<bool>,
+    pub uid: Option<(bool, u32, u32)>,
+    pub gid: Option<(bool, u32, u32)>,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) enum CMatch {
     Tcp {
@@ -100,6 +109,7 @@ pub(crate) enum CMatch {
         max: u16,
     },
     Ttl(Ttl),
+    Owner(OwnerTest),
     Iprange(Iprange),
     Icmp6 {
         inv: bool,
@@ -537,7 +547,24 @@ fn compile_match(m: &Match, cfg: &SimConfig, p: &mut Program) -> Result<CMatch, 
         }
         Match::Mac(_) => return Err("match mac (scenarios carry no MAC addresses)".into()),
         Match::Set(_) => return Err("match set (the contents of ipsets are not known)".into()),
-        Match::Owner(_) => return Err("match owner (the simulated host has no local processes)".into()),
+        Match::Owner(o) => {
+            use crate::model::matches::OwnerId;
+            if o.suppl_groups {
+                return Err("match owner --suppl-groups (the host's supplementary groups are not modelled)".into());
+            }
+            let id = |n: &Option<crate::model::Neg<OwnerId>>| -> Result<Option<(bool, u32, u32)>, String> {
+                match n {
+                    None => Ok(None),
+                    Some(n) => match &n.val {
+                        OwnerId::Range(lo, hi) => Ok(Some((n.inv, *lo, *hi))),
+                        OwnerId::Name(name) => Err(format!(
+                            "match owner `{name}` (a name iptables resolves on the machine that loads the rules; give the number)"
+                        )),
+                    },
+                }
+            };
+            CMatch::Owner(OwnerTest { socket_exists: o.socket_exists, uid: id(&o.uid)?, gid: id(&o.gid)? })
+        }
         Match::Opaque(o) => return Err(format!("match {} (kept opaque)", o.module)),
         #[allow(unreachable_patterns)]
         other => return Err(format!("match {}", other.name())),
@@ -824,6 +851,7 @@ fn pre_of(p: &Program, r: &CRule) -> Pre {
             | CMatch::Mark { .. }
             | CMatch::Length { .. }
             | CMatch::Ttl(_)
+            | CMatch::Owner(_)
             | CMatch::Iprange(_)
             | CMatch::Pkttype { .. }
             | CMatch::Addrtype(_)

@@ -281,6 +281,41 @@ struct Cx {
     dst_local: bool,
     /// The source is one of the host's addresses (only with `--host`).
     src_local: bool,
+    /// The socket the packet carries, for `-m owner`.
+    sock: SockOwner,
+}
+
+/// The socket a packet carries as `-m owner` sees it (`skb_to_full_sk`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SockOwner {
+    /// No socket, or one without a `struct socket`: incoming and forwarded packets,
+    /// REJECT's RST (`nf_send_reset` builds a packet of its own), and the ACKs of a
+    /// connection no application has accepted (a child socket is grafted by `accept`).
+    None,
+    /// A kernel socket, without a file: TCP's control socket (RSTs) and ICMP's (echo
+    /// replies, ICMP errors, REJECT's ICMP replies).
+    Kernel,
+    /// A process's socket: a SYN-ACK carries its request's listener. The host's listening
+    /// sockets belong to root (uid 0, gid 0), as the kernel backend's do.
+    Process { uid: u32, gid: u32 },
+}
+
+/// xt_owner's `owner_mt`.
+fn owner_match(o: &compile::OwnerTest, sock: SockOwner) -> bool {
+    match sock {
+        // `(match ^ invert) == 0`: every option given is negated.
+        SockOwner::None => {
+            o.socket_exists.is_none_or(|inv| inv) && o.uid.is_none_or(|u| u.0) && o.gid.is_none_or(|g| g.0)
+        }
+        // `! --socket-exists` with a socket.
+        _ if o.socket_exists == Some(true) => false,
+        // No file: `((match ^ invert) & (UID | GID)) == 0`.
+        SockOwner::Kernel => o.uid.is_none_or(|u| u.0) && o.gid.is_none_or(|g| g.0),
+        SockOwner::Process { uid, gid } => {
+            o.uid.is_none_or(|(inv, lo, hi)| (lo <= uid && uid <= hi) != inv)
+                && o.gid.is_none_or(|(inv, lo, hi)| (lo <= gid && gid <= hi) != inv)
+        }
+    }
 }
 
 impl Engine {
@@ -452,8 +487,14 @@ impl Engine {
             } else {
                 None
             };
+            let sock = match kind {
+                host::ReplyKind::SynAck => SockOwner::Process { uid: 0, gid: 0 },
+                host::ReplyKind::Ack => SockOwner::None,
+                host::ReplyKind::Reject if reset => SockOwner::None,
+                _ => SockOwner::Kernel,
+            };
             let mut sent = *rp;
-            let v = self.send(now, &mut sent, attached, &mut out.path);
+            let v = self.send(now, &mut sent, attached, sock, &mut out.path);
             out.replies.push(Reply { pkt: sent, verdict: v, why: *kind });
         }
     }
@@ -492,6 +533,7 @@ impl Engine {
                 local_socket: false,
                 dst_local,
                 src_local: self.host.is_own(pkt.src),
+                sock: SockOwner::None,
             };
             match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
                 TVerdict::Accept => {}
@@ -552,6 +594,7 @@ impl Engine {
                 local_socket: false,
                 dst_local,
                 src_local: self.host.is_own(pkt.src),
+                sock: SockOwner::None,
             };
             let before = last;
             match self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) {
@@ -583,6 +626,7 @@ impl Engine {
                     local_socket: false,
                     dst_local,
                     src_local: self.host.is_own(pkt.src),
+                    sock: SockOwner::None,
                 };
                 match self.run_table(ti as usize, Hook::Postrouting, pkt, &cx, &mut mark, path, &mut last) {
                     TVerdict::Accept => {}
@@ -610,7 +654,14 @@ impl Engine {
     /// which conntrack keeps (and NOTRACK cannot replace).
     /// `pkt` is rewritten by its connection's NAT binding (destination after nat OUTPUT,
     /// source after nat POSTROUTING): on return it is what leaves the host.
-    fn send(&mut self, now: Jiffies, pkt: &mut Packet, attached: Option<CtRef>, path: &mut Vec<RuleId>) -> Verdict {
+    fn send(
+        &mut self,
+        now: Jiffies,
+        pkt: &mut Packet,
+        attached: Option<CtRef>,
+        sock: SockOwner,
+        path: &mut Vec<RuleId>,
+    ) -> Verdict {
         let mut mark = 0u32;
         let mut last = Decided::Default;
         let mut ct = CtRef::Invalid;
@@ -661,6 +712,7 @@ impl Engine {
                     local_socket: false,
                     dst_local: self.host.is_local(pkt.dst),
                     src_local: self.host.is_own(pkt.src),
+                    sock,
                 };
                 if self.run_table(ti as usize, hook, pkt, &cx, &mut mark, path, &mut last) != TVerdict::Accept {
                     self.conntrack.abort();
@@ -894,6 +946,7 @@ fn eval_matches(
 fn eval_rare(st: &mut MatchState, ct: &Conntrack, m: &CMatch, pkt: &Packet, cx: &Cx) -> bool {
     match m {
         CMatch::Limit(id) => st.limits[*id as usize].take(cx.now),
+        CMatch::Owner(o) => owner_match(o, cx.sock),
         CMatch::Conntrack(m) => ct_match(m, ct, cx, pkt),
         CMatch::Connmark { inv, value, mask } => match ct.mark(cx.ctref) {
             Some(m) => ((m & mask) == *value) != *inv,
