@@ -145,7 +145,7 @@ fn conform_refuses_a_bad_scenario_with_exit_2() {
 
 /// Scenarios beyond the shipped ones (host replies to data, FIN and SYN on a half-closed
 /// connection, forwarding with POSTROUTING and REJECT, IPv6 echo, `-m hl`, `-m owner` on
-/// each kind of packet the host sends): the simulator and the
+/// each kind of packet the host sends, `-m policy` without IPsec): the simulator and the
 /// kernel must agree on every row. (Issue #3: these were disagreements once; each was
 /// fixed in the simulator.)
 const EXTRA: &[(&str, &str, &[&str], &str)] = &[
@@ -190,6 +190,12 @@ const EXTRA: &[(&str, &str, &[&str], &str)] = &[
         "tests/data/conform/owner.csv",
         &["--listen", "tcp:22"],
         "tests/data/conform/owner.csv: 9 rows: 0 disagreements\n",
+    ),
+    (
+        "tests/data/conform/policy.v4",
+        "tests/data/conform/policy.csv",
+        &["--listen", "tcp:22"],
+        "tests/data/conform/policy.csv: 5 rows: 0 disagreements\n",
     ),
 ];
 

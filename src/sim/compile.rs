@@ -92,6 +92,8 @@ pub(crate) enum CMatch {
     Recent(RecentCheck),
     Limit(u32),
     True,
+    /// A match that never holds (`-m policy --pol ipsec`: nothing here is IPsec).
+    False,
     Conntrack(Box<CtMatch>),
     Mark {
         inv: bool,
@@ -565,6 +567,17 @@ fn compile_match(m: &Match, cfg: &SimConfig, p: &mut Program) -> Result<CMatch, 
             };
             CMatch::Owner(OwnerTest { socket_exists: o.socket_exists, uid: id(&o.uid)?, gid: id(&o.gid)? })
         }
+        Match::Opaque(o) if o.module == "policy" => {
+            // xt_policy: no packet here has a security path (`skb_sec_path`) and no route
+            // an xfrm bundle (scenario packets are plain, the host has no IPsec policies),
+            // so `match_policy_in/out` find none and the match is `--pol none`, whatever
+            // its other options.
+            match o.args.windows(2).find(|w| w[0] == "--pol").map(|w| w[1].as_str()) {
+                Some("none") => CMatch::True,
+                Some("ipsec") => CMatch::False,
+                _ => return Err("match policy (without `--pol none` or `--pol ipsec`)".into()),
+            }
+        }
         Match::Opaque(o) => return Err(format!("match {} (kept opaque)", o.module)),
         #[allow(unreachable_patterns)]
         other => return Err(format!("match {}", other.name())),
@@ -848,6 +861,7 @@ fn pre_of(p: &Program, r: &CRule) -> Pre {
         match m {
             CMatch::Multiport(_) => pre.classes &= CLASS_TCP | CLASS_UDP,
             CMatch::True
+            | CMatch::False
             | CMatch::Mark { .. }
             | CMatch::Length { .. }
             | CMatch::Ttl(_)

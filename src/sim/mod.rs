@@ -947,6 +947,7 @@ fn eval_rare(st: &mut MatchState, ct: &Conntrack, m: &CMatch, pkt: &Packet, cx: 
     match m {
         CMatch::Limit(id) => st.limits[*id as usize].take(cx.now),
         CMatch::Owner(o) => owner_match(o, cx.sock),
+        CMatch::False => false,
         CMatch::Conntrack(m) => ct_match(m, ct, cx, pkt),
         CMatch::Connmark { inv, value, mask } => match ct.mark(cx.ctref) {
             Some(m) => ((m & mask) == *value) != *inv,

@@ -159,9 +159,15 @@ pub(crate) fn target_parser(name: &str, family: Family) -> Option<Box<dyn Target
 pub(crate) fn opaque_warning(name: &str, span: Span, target: bool) -> Diagnostic {
     {
         let kind = if target { "target" } else { "match" };
+        let note = if !target && name == "policy" {
+            // `sim::compile`: no IPsec on the simulated host.
+            "fwverify checks and prints its options as given; the simulator evaluates it as on a host without IPsec (`--pol none` holds, `--pol ipsec` never), the verifier cannot"
+        } else {
+            "fwverify checks and prints its options as given; the simulator and verifier cannot evaluate it"
+        };
         Diagnostic::warning("W0001", span, format!("{kind} `{name}` is kept but not modelled"))
             .label("printed back as written")
-            .note("fwverify checks and prints its options as given; the simulator and verifier cannot evaluate it")
+            .note(note)
     }
 }
 
