@@ -1,7 +1,8 @@
 //! fwverify's integration tests: one binary (`autotests = false`), one module per area.
 //!
 //! - `corpus`: every real-world ruleset in `../shared/corpus` loads (or is refused) as the
-//!   kernel decided, and accepted files round-trip through the printer.
+//!   kernel decided, accepted files round-trip through the printer and simulate (or name
+//!   the match the simulator cannot evaluate).
 //! - `bad`: malformed inputs in `data/bad/`, rendered diagnostics snapshotted with insta.
 //! - `cli`: the `fwverify` binary — exit codes, `fmt`, `graph`, `--help`, missing files.
 //! - `roundtrip`: proptest — generated canonical rules print back unchanged.
