@@ -1,6 +1,7 @@
 //! The real-world corpus (`../shared/corpus`, read in place, never copied): files the
-//! kernel accepts load without errors and survive print → parse → print; files the kernel
-//! refuses get at least one error, or the documented deliberate behaviour in [`REFUSED`].
+//! kernel accepts load without errors, survive print → parse → print and simulate (but
+//! for [`NOT_SIMULATED`]); files the kernel refuses get at least one error, or the
+//! documented deliberate behaviour in [`REFUSED`].
 
 use fwverify::diag::Severity;
 
