@@ -681,22 +681,20 @@ impl Conntrack {
         // below): an invalid segment is INVALID either way.
         let bad_flags = p.proto == proto::TCP && !tcp_flags_valid(p.flags);
         let key = Self::key(p);
+        // The near connection's own tuple, in either direction; else the index.
         let known = match near {
             CtRef::Existing(id, _) if !self.nat_bound && self.conns[id as usize].in_table => {
                 let c = &self.conns[id as usize];
                 let r = c.reply();
                 match (key == c.orig, key == r) {
-                    (true, false) => Some(Some((id, false))),
-                    (false, true) => Some(Some((id, true))),
+                    (true, false) => Some((id, false)),
+                    (false, true) => Some((id, true)),
                     _ => None,
                 }
             }
             _ => None,
         };
-        let found = match known {
-            Some(f) => f,
-            None => self.index.find(&key, tuple_hash(&key), &self.conns),
-        };
+        let found = known.or_else(|| self.index.find(&key, tuple_hash(&key), &self.conns));
         if let Some((id, reply)) = found {
             if self.conns[id as usize].expires < now {
                 self.kill(id);
