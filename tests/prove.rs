@@ -37,7 +37,10 @@ fn prove_and_replay(rules: &str, prop: &str, k: &str, want: i32) -> (String, Vec
 /// [`prove_and_replay`] with more arguments (`--host`, `--listen`) for `prove`, `check`
 /// and the kernel replay.
 fn prove_and_replay_with(rules: &str, prop: &str, k: &str, want: i32, args: &[&str]) -> (String, Vec<String>) {
-    let dir = std::env::temp_dir().join(format!("fwverify-prove-{}", std::process::id()));
+    // A directory per call (tests run in parallel), removed at the end.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("fwverify-prove-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let base = std::path::Path::new(rules).file_stem().unwrap().to_string_lossy().into_owned();
     let tag: String = prop.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
@@ -55,7 +58,7 @@ fn prove_and_replay_with(rules: &str, prop: &str, k: &str, want: i32, args: &[&s
     assert!(replay.contains("0 failed"), "{replay}");
     let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().skip(1).map(String::from).collect();
     kernel_replay(rules, &csv_s, args, &rows);
-    let _ = std::fs::remove_file(&csv);
+    let _ = std::fs::remove_dir_all(&dir);
     for r in &rows {
         assert_real(r);
     }
