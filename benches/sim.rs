@@ -164,15 +164,15 @@ fn server_trace(n: u64) -> Vec<Row> {
         match rng.below(100) {
             0..=89 => {
                 let port = if rng.below(2) == 0 { 80 } else { 443 };
-                let src = nth(c.src, rng.below(5000));
+                let src = gen::nth_addr(c.src, rng.below(5000));
                 Flow { src, sport, port, kind: 0, step: 0, len: 4 + rng.range(100, 2000) as u32 }
             }
             90..=94 => {
-                let src = nth(c.src, rng.below(5000));
+                let src = gen::nth_addr(c.src, rng.below(5000));
                 Flow { src, sport, port: 22, kind: 1, step: 0, len: 7 + rng.range(100, 2000) as u32 }
             }
             _ => {
-                let src = nth(c.src, 10_000 + rng.below(200));
+                let src = gen::nth_addr(c.src, 10_000 + rng.below(200));
                 Flow { src, sport, port: rng.range(1, 65000), kind: 2, step: 0, len: 20 }
             }
         }
@@ -212,13 +212,6 @@ fn server_trace(n: u64) -> Vec<Row> {
             Row { row: i + 1, line: i + 2, time_ns: rate.offset_ns(i), pkt, iface: c.iface, expect: None }
         })
         .collect()
-}
-
-fn nth(base: IpAddr, k: u64) -> IpAddr {
-    match base {
-        IpAddr::V4(a) => IpAddr::V4((u32::from(a).wrapping_add(k as u32)).into()),
-        IpAddr::V6(a) => IpAddr::V6((u128::from(a).wrapping_add(k as u128)).into()),
-    }
 }
 
 fn config() -> SimConfig {

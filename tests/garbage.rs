@@ -295,27 +295,10 @@ const CSV_TOKENS: &[&str] = &[
     "0x10",
 ];
 
-const COLUMNS: &[&str] = &[
-    "time",
-    "src",
-    "dst",
-    "proto",
-    "sport",
-    "dport",
-    "flags",
-    "icmp_type",
-    "icmp_code",
-    "icmp_id",
-    "iface",
-    "len",
-    "ttl",
-    "expect",
-    "note",
-    "bogus",
-];
-
 fn csv() -> impl Strategy<Value = String> {
-    let header = prop::collection::vec(prop::sample::select(COLUMNS), 0..10);
+    // The reader's columns and one it does not know.
+    let columns: Vec<&str> = fwverify::trace::csv::COLUMNS.iter().copied().chain(["bogus"]).collect();
+    let header = prop::collection::vec(prop::sample::select(columns), 0..10);
     let rows = prop::collection::vec(prop::collection::vec(prop::sample::select(CSV_TOKENS), 0..12), 0..10);
     (any::<bool>(), header, rows).prop_map(|(full, header, rows)| {
         let mut s = if full { "time,src,dst,proto,sport,dport,flags".to_string() } else { header.join(",") };

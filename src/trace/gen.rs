@@ -579,7 +579,7 @@ pub struct GenRow {
 }
 
 /// `base` + `k`, in the same family.
-fn nth_addr(base: IpAddr, k: u64) -> IpAddr {
+pub fn nth_addr(base: IpAddr, k: u64) -> IpAddr {
     match base {
         IpAddr::V4(a) => IpAddr::V4((u32::from(a).wrapping_add(k as u32)).into()),
         IpAddr::V6(a) => IpAddr::V6((u128::from(a).wrapping_add(k as u128)).into()),

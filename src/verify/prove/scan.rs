@@ -1282,25 +1282,23 @@ fn scan_witness(
 /// `works(p, e0)` does: the end lowered, then the start raised, each by bisection (every
 /// try is a call of `works`).
 fn shortest_range(p: i64, e0: i64, works: impl Fn(i64, i64) -> bool) -> (i64, i64) {
-    let (mut lo, mut hi) = (p - 1, e0);
+    let hi = first_true(p - 1, e0, |e| works(p, e));
+    let a = first_true(p, hi + 1, |a| !works(a, hi)) - 1;
+    (a, hi)
+}
+
+/// The least `x` in `lo+1..=hi` with `f(x)`, by bisection, for `f` false up to some point
+/// and true from there on, and taken to be true at `hi` (which is not evaluated).
+fn first_true(mut lo: i64, mut hi: i64, f: impl Fn(i64) -> bool) -> i64 {
     while hi - lo > 1 {
         let mid = (lo + hi) / 2;
-        if works(p, mid) {
+        if f(mid) {
             hi = mid;
         } else {
             lo = mid;
         }
     }
-    let (mut a, mut b) = (p, hi + 1);
-    while b - a > 1 {
-        let mid = (a + b) / 2;
-        if works(mid, hi) {
-            a = mid;
-        } else {
-            b = mid;
-        }
-    }
-    (a, hi)
+    hi
 }
 
 /// Whether the goal packet gets its verdict (`expect`) after the scan: [`Setup::replay`]
